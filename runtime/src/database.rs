@@ -1,0 +1,256 @@
+//! The SQLite file that holds airlock's catalog and the Fernet vault's ciphertexts.
+//!
+//! Invariants: the schema version lives in `PRAGMA user_version` and only moves forward,
+//! one migration per transaction, so a crash mid-upgrade leaves the previous version intact;
+//! WAL mode lets readers (e.g. a CLI beside a running service) proceed during writes;
+//! foreign keys are enforced, so a binding or a ciphertext never outlives its credential.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+/// File name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "airlock.db";
+
+/// How long a writer waits for another process's write lock before failing with "database
+/// is locked". Long enough to ride out a key rotation of a few thousand values, short enough
+/// that a wedged process is reported rather than waited on forever.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Schema migrations, in order. Entry `i` moves the schema from version `i` to `i + 1`.
+/// Never edit a released entry: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: credentials, toolkits, bindings, Fernet ciphertexts.
+    r#"
+    CREATE TABLE credentials (
+        id          TEXT PRIMARY KEY NOT NULL,
+        label       TEXT NOT NULL,
+        api_id      TEXT,
+        auth_type   TEXT NOT NULL,
+        identity    TEXT,
+        backend     TEXT NOT NULL,
+        locator     TEXT,
+        description TEXT,
+        attributes  TEXT NOT NULL DEFAULT '{}'
+                    CHECK (json_valid(attributes) AND json_type(attributes) = 'object'),
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX credentials_by_api ON credentials (api_id);
+
+    CREATE TABLE toolkits (
+        id          TEXT PRIMARY KEY NOT NULL,
+        name        TEXT NOT NULL,
+        description TEXT,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE toolkit_credentials (
+        toolkit_id    TEXT NOT NULL REFERENCES toolkits (id) ON DELETE CASCADE,
+        credential_id TEXT NOT NULL REFERENCES credentials (id) ON DELETE CASCADE,
+        created_at    TEXT NOT NULL,
+        PRIMARY KEY (toolkit_id, credential_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX toolkit_credentials_by_credential ON toolkit_credentials (credential_id);
+
+    INSERT INTO toolkits (id, name, description, created_at, updated_at)
+    VALUES ('default', 'Default', 'Sees every credential',
+            strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+
+    CREATE TABLE fernet_values (
+        credential_id TEXT PRIMARY KEY NOT NULL REFERENCES credentials (id) ON DELETE CASCADE,
+        token         TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    ) STRICT;
+
+    -- One token of a known plaintext, so a wrong key is detected before it is used to
+    -- write values that the right key could not read.
+    CREATE TABLE fernet_canary (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        token TEXT NOT NULL
+    ) STRICT;
+    "#,
+];
+
+/// The SQL expression for "now" used in every timestamp column (UTC, RFC 3339, ms).
+pub const NOW_SQL: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+/// Why the database could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, newer than this airlock understands \
+         ({supported}); upgrade airlock"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("migrating database {path} to schema version {version} failed: {source}")]
+    Migrate {
+        path: PathBuf,
+        version: i64,
+        source: rusqlite::Error,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A handle on the open database, shared by the catalog and the Fernet vault.
+///
+/// One connection behind a mutex: every statement is short, and a single connection means
+/// airlock's own components never contend for SQLite's write lock.
+#[derive(Clone)]
+pub struct Database {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl Database {
+    /// Open (creating if needed) `DATA_DIR/airlock.db` and bring its schema up to date.
+    pub fn open_in(data_dir: &Path) -> Result<Database, DatabaseError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| DatabaseError::CreateDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        Database::open(&data_dir.join(DATABASE_FILE))
+    }
+
+    /// Open (creating if needed) the database file at `path` and migrate it.
+    pub fn open(path: &Path) -> Result<Database, DatabaseError> {
+        let open_err = |source| DatabaseError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // journal_mode returns a row; setting it also proves the directory is writable
+        // (WAL needs its -wal and -shm files), so a read-only data dir fails here, clearly.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode, "database is not in WAL mode");
+        }
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+            .map_err(open_err)?;
+        migrate(&mut conn, path)?;
+        Ok(Database {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Where the database file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Exclusive use of the connection for one short unit of work.
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (an open
+        // transaction is rolled back when its guard drops), so a poisoned lock is usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The schema version this build creates and understands.
+pub fn supported_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DatabaseError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = supported_version();
+    if found > supported {
+        return Err(DatabaseError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = index as i64 + 1;
+        let migrate_err = |source| DatabaseError::Migrate {
+            path: path.to_path_buf(),
+            version,
+            source,
+        };
+        let tx = conn.transaction().map_err(migrate_err)?;
+        tx.execute_batch(sql).map_err(migrate_err)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(migrate_err)?;
+        tx.commit().map_err(migrate_err)?;
+        tracing::info!(path = %path.display(), version, "database migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_schema_once_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_in(dir.path()).unwrap();
+        let version: i64 = db
+            .lock()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, supported_version());
+        let mode: String = db
+            .lock()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(db);
+        // Re-opening runs no migration twice (it would fail on CREATE TABLE).
+        Database::open_in(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_database_from_a_newer_airlock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        Database::open(&path).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = Database::open(&path).err().unwrap();
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+    }
+
+    #[test]
+    fn attributes_must_be_a_json_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_in(dir.path()).unwrap();
+        let res = db.lock().execute(
+            "INSERT INTO credentials (id, label, auth_type, backend, attributes, created_at,
+             updated_at) VALUES ('a', 'A', 'bearer', 'fernet', '[1]', 'now', 'now')",
+            [],
+        );
+        assert!(res.is_err());
+    }
+}
