@@ -13,6 +13,7 @@ pub mod fernet_vault;
 pub mod jentic_import;
 pub mod keyring;
 pub mod logging;
+pub mod outbound;
 pub mod runtime;
 pub mod secret;
 
