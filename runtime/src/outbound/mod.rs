@@ -6,6 +6,15 @@
 //! decided. The sandbox talks to this module through [`HttpSender`], so it never sees a
 //! socket and tests can answer requests in-process.
 
+pub mod address;
+pub mod client;
+pub mod config;
+pub mod http_syntax;
+pub mod policy;
+pub mod resolve;
+pub mod rule;
+pub mod stats;
+
 use async_trait::async_trait;
 
 /// A request as handed over by a guest (already converted from the WIT `http.request`).
