@@ -122,11 +122,22 @@ pub struct Database {
 
 impl Database {
     /// Open (creating if needed) `DATA_DIR/airlock.db` and bring its schema up to date.
+    /// A directory airlock creates is private to its user (0700): it holds the key file
+    /// and every credential's metadata.
     pub fn open_in(data_dir: &Path) -> Result<Database, DatabaseError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| DatabaseError::CreateDir {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder
+            .create(data_dir)
+            .map_err(|source| DatabaseError::CreateDir {
+                path: data_dir.to_path_buf(),
+                source,
+            })?;
         Database::open(&data_dir.join(DATABASE_FILE))
     }
 
