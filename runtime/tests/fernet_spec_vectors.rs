@@ -6,7 +6,10 @@ use airlock::keyring::{KeySource, Keyring};
 use serde_json::Value;
 
 fn vectors(name: &str) -> Vec<Value> {
-    let path = format!("{}/../tests/vectors/fernet/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../tests/vectors/fernet/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -19,7 +22,11 @@ fn unix(s: &str) -> u64 {
     let sign = if offset.starts_with('-') { -1 } else { 1 };
     let o: Vec<i64> = offset[1..].split(':').map(|x| x.parse().unwrap()).collect();
     // Days from civil (Howard Hinnant's algorithm).
-    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + d[2] - 1;
@@ -78,7 +85,12 @@ fn generate_vectors_match_up_to_the_random_iv() {
         let ours_raw = b64.decode(&ours).unwrap();
         let spec_raw = b64.decode(spec).unwrap();
         assert_eq!(ours_raw[..9], spec_raw[..9], "version and timestamp");
-        let iv: Vec<u8> = v["iv"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect();
+        let iv: Vec<u8> = v["iv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_u64().unwrap() as u8)
+            .collect();
         assert_eq!(spec_raw[9..25], iv[..]);
         assert_eq!(f.decrypt_at_time(&ours, None, now).unwrap(), src);
         assert_eq!(f.decrypt_at_time(spec, None, now).unwrap(), src);

@@ -20,7 +20,11 @@ fn jentic_db(dir: &Path, extra: &[&str]) -> (PathBuf, Value) {
         .args(extra)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (db, serde_json::from_slice(&out.stdout).unwrap())
 }
 
@@ -34,7 +38,9 @@ fn listed_ids(al: &Airlock, toolkit: &str) -> Vec<String> {
         .run(&["credentials", "list", "--toolkit", toolkit, "--json"])
         .ok();
     let list: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
-    list.iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect()
+    list.iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[test]
@@ -148,14 +154,20 @@ fn dry_run_writes_nothing() {
     let al = Airlock::new();
     let (db, _) = jentic_db(al.dir.path(), &[]);
     let db = db.to_str().unwrap();
-    let out = al.run(&["import", "jentic-mini", "--db", db, "--dry-run"]).ok();
+    let out = al
+        .run(&["import", "jentic-mini", "--db", db, "--dry-run"])
+        .ok();
     assert!(out.stdout.starts_with("would import"), "{}", out.stdout);
     assert!(out.stdout.contains("6 new"), "{}", out.stdout);
-    assert!(!al.data_dir().exists(), "a dry run must not create the data directory");
+    assert!(
+        !al.data_dir().exists(),
+        "a dry run must not create the data directory"
+    );
 
     al.add_with_value("already-here", "x", "v");
     let before = al.snapshot();
-    al.run(&["import", "jentic-mini", "--db", db, "--dry-run"]).ok();
+    al.run(&["import", "jentic-mini", "--db", db, "--dry-run"])
+        .ok();
     assert_eq!(al.snapshot(), before);
 }
 

@@ -43,14 +43,21 @@ fn after_rotation_the_new_key_alone_opens_everything() {
     let old_keys = key_file_keys(&al);
     assert_eq!(old_keys.len(), 1);
     let out = al.run(&["keys", "rotate"]).ok();
-    assert!(out.stdout.contains("re-encrypted 5 value(s)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("re-encrypted 5 value(s)"),
+        "{}",
+        out.stdout
+    );
     let keys = key_file_keys(&al);
     assert_eq!(keys.len(), 2, "the old key stays listed until --drop-old");
     assert_eq!(keys[1], old_keys[0]);
     let new_only = ring(&[&keys[0]]);
     for (id, token) in tokens(&al) {
         let i = &id[1..];
-        assert_eq!(new_only.decrypt(&token).unwrap().expose(), format!("value-{i}"));
+        assert_eq!(
+            new_only.decrypt(&token).unwrap().expose(),
+            format!("value-{i}")
+        );
         assert!(ring(&[&old_keys[0]]).decrypt(&token).is_err());
     }
     // The binary with only the new key reads every value.
@@ -170,9 +177,16 @@ fn sigkill_at_any_moment_of_a_rotation_loses_nothing() {
             let which = keys.iter().position(|k| ring(&[k]).decrypt(token).is_ok());
             opened_by.insert(which.unwrap());
         }
-        assert_eq!(opened_by.len(), 1, "values split across keys after a kill at {delay_ms} ms");
+        assert_eq!(
+            opened_by.len(),
+            1,
+            "values split across keys after a kill at {delay_ms} ms"
+        );
     }
     eprintln!("{interrupted} of 6 rotations killed while running");
-    assert!(interrupted > 0, "no rotation was interrupted; the test proves nothing");
+    assert!(
+        interrupted > 0,
+        "no rotation was interrupted; the test proves nothing"
+    );
     assert_eq!(al.reveal("seed"), "seed-value");
 }

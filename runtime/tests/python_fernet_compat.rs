@@ -6,7 +6,8 @@ mod support;
 
 use support::{Airlock, python, python_with_cryptography};
 
-const KEY_SCRIPT: &str = "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())";
+const KEY_SCRIPT: &str =
+    "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())";
 const ENCRYPT: &str = "import sys; from cryptography.fernet import Fernet; \
     print(Fernet(sys.argv[1].encode()).encrypt(sys.argv[2].encode()).decode())";
 const DECRYPT: &str = "import sys; from cryptography.fernet import Fernet; \
@@ -30,7 +31,10 @@ fn airlock_tokens_open_in_python() {
             |r| r.get(0),
         )
         .unwrap();
-    assert!(token.starts_with("gAAAAA") && token.len() % 4 == 0, "padded base64: {token}");
+    assert!(
+        token.starts_with("gAAAAA") && token.len().is_multiple_of(4),
+        "padded base64: {token}"
+    );
     assert_eq!(python(DECRYPT, &[&key, &token]), VALUE);
 }
 

@@ -13,7 +13,10 @@ pub fn airlock_bin() -> PathBuf {
 
 /// The repository root (for fixtures under `tests/`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// `make test` sets this: a test that needs a tool must then fail, not skip.
@@ -176,9 +179,7 @@ impl Airlock {
     }
 
     pub fn reveal(&self, id: &str) -> String {
-        let out = self
-            .run(&["credentials", "get-value", id, "--reveal"])
-            .ok();
+        let out = self.run(&["credentials", "get-value", id, "--reveal"]).ok();
         out.stdout.strip_suffix('\n').unwrap().to_owned()
     }
 
@@ -198,8 +199,9 @@ pub fn finish(out: Output) -> Run {
 
 /// A textual dump of a SQLite database (schema and rows, in a stable order).
 pub fn snapshot(db: &Path) -> String {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap();
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
     let mut out = String::new();
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
@@ -230,7 +232,9 @@ pub fn snapshot(db: &Path) -> String {
             out.push('\n');
         }
     }
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
     out.push_str(&format!("user_version {version}\n"));
     out
 }
