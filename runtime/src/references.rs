@@ -38,9 +38,9 @@ pub fn resolve(
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos..];
-        if after.starts_with("$${") {
+        if let Some(tail) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = tail;
             offset += pos + 3;
             continue;
         }
