@@ -5,6 +5,7 @@
 //! Fernet backend. Unknown keys in the file are errors (a typo must not silently fall back
 //! to a default), and every file error names its line.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -30,6 +31,8 @@ pub struct Config {
     pub default_backend: String,
     /// The file the settings came from, if any.
     pub file: Option<PathBuf>,
+    /// Sandboxed backends by name (`[backends.NAME]`), paths resolved against the file.
+    pub backends: BTreeMap<String, BackendConfig>,
 }
 
 /// The file's shape. Every field optional; unknown fields rejected.
@@ -38,6 +41,109 @@ pub struct Config {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     default_backend: Option<String>,
+    #[serde(default)]
+    backends: BTreeMap<String, BackendConfig>,
+}
+
+/// What kind of backend a `[backends.NAME]` section configures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// A WebAssembly component run in the sandbox.
+    Wasm,
+}
+
+/// How instances of a sandboxed backend are reused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Instances are kept between calls (a guest may keep a login token); one that traps
+    /// is thrown away.
+    #[default]
+    Pooled,
+    /// A fresh instance for every call: no guest state survives a call.
+    PerCall,
+}
+
+/// One `[backends.NAME]` section, as written (references not yet resolved).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    pub kind: BackendKind,
+    /// The component file (`.wasm`); relative to the config file.
+    pub component: PathBuf,
+    /// Expected SHA-256 of the component, hex; a mismatch refuses to load it.
+    pub sha256: Option<String>,
+    /// Destinations the backend may send HTTP requests to (see the README for syntax).
+    #[serde(default)]
+    pub allowed_outbound: Vec<String>,
+    /// Allow loopback and private addresses for every allowed destination (off: only
+    /// entries naming such an address or CIDR reach it).
+    #[serde(default)]
+    pub allow_private_networks: bool,
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Instances kept for reuse (pooled isolation).
+    pub pool_size: Option<u32>,
+    /// PEM file of extra CA certificates trusted for this backend's HTTPS.
+    pub ca_bundle: Option<PathBuf>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// What the guest reads through its `config` import; `${env:…}`/`${file:…}` allowed.
+    #[serde(default)]
+    pub config: BTreeMap<String, ConfigScalar>,
+    /// Headers the host adds to requests for a destination; the guest never sees them.
+    #[serde(default)]
+    pub inject_headers: Vec<InjectHeaderConfig>,
+}
+
+/// A `config` value: strings, numbers and booleans are accepted and given to the guest as
+/// text.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ConfigScalar {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+}
+
+impl ConfigScalar {
+    pub fn as_text(&self) -> String {
+        match self {
+            ConfigScalar::String(s) => s.clone(),
+            ConfigScalar::Integer(i) => i.to_string(),
+            ConfigScalar::Float(f) => f.to_string(),
+            ConfigScalar::Boolean(b) => b.to_string(),
+        }
+    }
+}
+
+/// `[[backends.NAME.inject_headers]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectHeaderConfig {
+    /// An `allowed_outbound`-style destination the header is added for.
+    pub destination: String,
+    pub name: String,
+    /// The value; normally a `${env:…}` or `${file:…}` reference.
+    pub value: String,
+}
+
+/// `limits = { … }`: every field optional, defaults in the sandbox's `Limits`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub memory_mib: Option<u64>,
+    pub cpu_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub max_requests: Option<u32>,
+    pub max_request_bytes: Option<u64>,
+    pub max_response_bytes: Option<u64>,
+    pub max_hostcall_bytes: Option<u64>,
+    pub max_log_line_bytes: Option<u64>,
+    pub log_lines_per_second: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +155,12 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("config file {path}: backend '{backend}': {message}")]
+    Backend {
+        path: PathBuf,
+        backend: String,
+        message: String,
+    },
 }
 
 /// Overrides from the command line.
@@ -73,7 +185,7 @@ impl Config {
             Some(p) => Some(p),
             None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
         };
-        let file = match &path {
+        let mut file = match &path {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
@@ -87,7 +199,11 @@ impl Config {
         let data_dir = overrides
             .data_dir
             .clone()
-            .or_else(|| env(ENV_DATA_DIR).filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                env(ENV_DATA_DIR)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .or_else(|| file.data_dir.map(|d| file_dir.join(d)))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let default_backend = env(ENV_DEFAULT_BACKEND)
@@ -95,11 +211,40 @@ impl Config {
             .filter(|v| !v.is_empty())
             .or(file.default_backend)
             .unwrap_or_else(|| FERNET.to_owned());
+        let mut backends = std::mem::take(&mut file.backends);
+        for (name, backend) in &mut backends {
+            let invalid = |message: String| ConfigError::Backend {
+                path: path.clone().unwrap_or_default(),
+                backend: name.clone(),
+                message,
+            };
+            if name == FERNET {
+                return Err(invalid(
+                    "the name `fernet` is the built-in vault's; choose another".into(),
+                ));
+            }
+            crate::catalog::validate_id("backend name", name)
+                .map_err(|e| invalid(e.to_string()))?;
+            backend.component = file_dir.join(&backend.component);
+            if let Some(ca) = &backend.ca_bundle {
+                backend.ca_bundle = Some(file_dir.join(ca));
+            }
+        }
         Ok(Config {
             data_dir,
             default_backend,
             file: path,
+            backends,
         })
+    }
+
+    /// The directory `${file:…}` references are relative to.
+    pub fn base_dir(&self) -> PathBuf {
+        self.file
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 }
 
@@ -108,10 +253,48 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string().trim_end().to_owned(),
+    toml::from_str(&text).map_err(|e| {
+        let message = e.to_string().trim_end().to_owned();
+        // Name the backend whose section the error is in, not only the line.
+        match e.span().and_then(|span| backend_at(&text, span.start)) {
+            Some(backend) => ConfigError::Backend {
+                path: path.to_path_buf(),
+                backend,
+                message,
+            },
+            None => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+        }
     })
+}
+
+/// The backend whose `[backends.NAME…]` table contains byte `offset` of `text`.
+fn backend_at(text: &str, offset: usize) -> Option<String> {
+    let mut current = None;
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        if pos > offset {
+            break;
+        }
+        let t = line.trim();
+        if t.starts_with('[') {
+            let header = t.trim_start_matches('[').trim_end_matches(']').trim();
+            current = header
+                .strip_prefix("backends.")
+                .map(|rest| {
+                    let rest = rest.trim();
+                    match rest.strip_prefix('"') {
+                        Some(quoted) => quoted.split('"').next().unwrap_or_default().to_owned(),
+                        None => rest.split('.').next().unwrap_or_default().trim().to_owned(),
+                    }
+                })
+                .filter(|n| !n.is_empty());
+        }
+        pos += line.len();
+    }
+    current
 }
 
 #[cfg(test)]
@@ -119,7 +302,12 @@ mod tests {
     use super::*;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -133,6 +321,7 @@ mod tests {
                 data_dir: PathBuf::from("data"),
                 default_backend: "fernet".into(),
                 file: None,
+                backends: BTreeMap::new(),
             }
         );
     }
@@ -151,7 +340,10 @@ mod tests {
         assert_eq!(c.default_backend, "vault");
         let c = Config::load(
             &o,
-            &env_of(&[("AIRLOCK_DATA_DIR", "/env"), ("JENTIC_CREDENTIAL_BACKEND", "fernet")]),
+            &env_of(&[
+                ("AIRLOCK_DATA_DIR", "/env"),
+                ("JENTIC_CREDENTIAL_BACKEND", "fernet"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/env"));
@@ -183,7 +375,79 @@ mod tests {
             config: Some(dir.path().join("nope.toml")),
             data_dir: None,
         };
-        let err = Config::load(&missing, &env_of(&[])).unwrap_err().to_string();
+        let err = Config::load(&missing, &env_of(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("cannot read config file"), "{err}");
+    }
+
+    #[test]
+    fn backend_sections_parse_and_errors_name_the_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("airlock.toml");
+        let text = r#"
+[backends.vault-prod]
+kind = "wasm"
+component = "guests/vault.wasm"
+sha256 = "ab12"
+allowed_outbound = ["https://vault.internal:8200"]
+isolation = "per-call"
+limits = { memory_mib = 32, cpu_ms = 100, timeout_ms = 2000, max_requests = 4 }
+
+[backends.vault-prod.config]
+address = "https://vault.internal:8200"
+port = 8200
+tls = true
+
+[[backends.vault-prod.inject_headers]]
+destination = "https://vault.internal:8200"
+name = "X-Vault-Token"
+value = "${env:VAULT_TOKEN}"
+"#;
+        std::fs::write(&file, text).unwrap();
+        let o = Overrides {
+            config: Some(file.clone()),
+            data_dir: None,
+        };
+        let c = Config::load(&o, &env_of(&[])).unwrap();
+        let b = &c.backends["vault-prod"];
+        assert_eq!(b.kind, BackendKind::Wasm);
+        assert_eq!(b.component, dir.path().join("guests/vault.wasm"));
+        assert_eq!(b.isolation, Isolation::PerCall);
+        assert_eq!(b.limits.cpu_ms, Some(100));
+        assert_eq!(b.config["port"].as_text(), "8200");
+        assert_eq!(b.config["tls"].as_text(), "true");
+        assert_eq!(b.inject_headers[0].value, "${env:VAULT_TOKEN}");
+
+        let cases: &[(&str, &str)] = &[
+            (
+                "[backends.v1]\nkind = \"wasm\"\ncomponent = \"x.wasm\"\nalowed_outbound = []\n",
+                "backend 'v1'",
+            ),
+            (
+                "[backends.v2]\nkind = \"wasm\"\ncomponent = \"x.wasm\"\n[backends.v2.limits]\ncpu = 5\n",
+                "backend 'v2'",
+            ),
+            (
+                "[backends.v3]\nkind = \"docker\"\ncomponent = \"x\"\n",
+                "backend 'v3'",
+            ),
+            (
+                "[backends.fernet]\nkind = \"wasm\"\ncomponent = \"x\"\n",
+                "built-in vault",
+            ),
+            (
+                "[backends.v4]\nkind = \"wasm\"\ncomponent = \"x\"\nisolation = \"shared\"\n",
+                "backend 'v4'",
+            ),
+        ];
+        for (text, needle) in cases {
+            std::fs::write(&file, text).unwrap();
+            let err = Config::load(&o, &env_of(&[])).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+            if *needle != "built-in vault" {
+                assert!(err.contains("line"), "{text}: {err}");
+            }
+        }
     }
 }

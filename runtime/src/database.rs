@@ -106,6 +106,11 @@ pub enum DatabaseError {
         version: i64,
         source: rusqlite::Error,
     },
+    #[error(
+        "database {path} is read-only (check the permissions of the file and its directory): \
+         airlock needs write access to its data directory"
+    )]
+    ReadOnly { path: PathBuf },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -122,11 +127,22 @@ pub struct Database {
 
 impl Database {
     /// Open (creating if needed) `DATA_DIR/airlock.db` and bring its schema up to date.
+    /// A directory airlock creates is private to its user (0700): it holds the key file
+    /// and every credential's metadata.
     pub fn open_in(data_dir: &Path) -> Result<Database, DatabaseError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| DatabaseError::CreateDir {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder
+            .create(data_dir)
+            .map_err(|source| DatabaseError::CreateDir {
+                path: data_dir.to_path_buf(),
+                source,
+            })?;
         Database::open(&data_dir.join(DATABASE_FILE))
     }
 
@@ -144,6 +160,13 @@ impl Database {
         )
         .map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // SQLite silently falls back to read-only when the file is not writable; every
+        // write would then fail later with a vaguer message, so refuse here, by name.
+        if conn.is_readonly(rusqlite::MAIN_DB).map_err(open_err)? {
+            return Err(DatabaseError::ReadOnly {
+                path: path.to_path_buf(),
+            });
+        }
         // journal_mode returns a row; setting it also proves the directory is writable
         // (WAL needs its -wal and -shm files), so a read-only data dir fails here, clearly.
         let mode: String = conn

@@ -75,9 +75,7 @@ impl FernetBackend {
     }
 
     fn ready(&self) -> Result<(), BackendError> {
-        self.key_check
-            .clone()
-            .map_err(BackendError::InvalidConfig)
+        self.key_check.clone().map_err(BackendError::InvalidConfig)
     }
 
     /// Number of stored values.
@@ -168,10 +166,10 @@ fn check_canary(db: &Database, keyring: &Keyring) -> Result<(), VaultError> {
             let sample: Option<String> = conn
                 .query_row("SELECT token FROM fernet_values LIMIT 1", [], |r| r.get(0))
                 .optional()?;
-            if let Some(token) = sample {
-                if keyring.decrypt_bytes(&token).is_none() {
-                    return Err(wrong());
-                }
+            if let Some(token) = sample
+                && keyring.decrypt_bytes(&token).is_none()
+            {
+                return Err(wrong());
             }
             conn.execute(
                 "INSERT OR IGNORE INTO fernet_canary (id, token) VALUES (1, ?1)",
@@ -263,7 +261,9 @@ impl CredentialBackend for FernetBackend {
 
     async fn health(&self) -> Result<String, BackendError> {
         self.ready()?;
-        let n = self.count().map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        let n = self
+            .count()
+            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
         Ok(format!(
             "{n} value(s); {} key(s) from {}",
             self.keyring.len(),

@@ -14,6 +14,7 @@ pub mod jentic_import;
 pub mod keyring;
 pub mod logging;
 pub mod outbound;
+pub mod references;
 pub mod runtime;
 pub mod secret;
 

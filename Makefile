@@ -1,0 +1,32 @@
+# airlock — the README's commands. `make setup` once on a fresh machine, then `make run`
+# or `make test`.
+
+CARGO ?= cargo
+PYTHON ?= python3
+
+.PHONY: setup run test lint fmt bench build
+
+## setup: install everything a fresh machine needs (Rust wasm target, Python packages) and build.
+setup:
+	rustup target add wasm32-wasip2
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	$(CARGO) build --workspace --all-targets
+
+build:
+	$(CARGO) build --workspace
+
+## run: the main job on the embedded default (Fernet in ./data/, created on first use).
+run:
+	$(CARGO) run --quiet -p airlock -- status
+
+## test: every test; tools the tests need must be present (no silent skips).
+test:
+	AIRLOCK_REQUIRE_TOOLS=1 $(CARGO) test --workspace
+
+## lint: formatting and clippy, warnings are errors.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
