@@ -299,7 +299,9 @@ impl AwsSecretsManager {
                         found.push((id.to_string(), result));
                     }
                 }
-                Err(BackendError::Denied(why)) => {
+                // Only a missing `BatchGetSecretValue` permission is worth retrying one by
+                // one; a bad signature or key would fail every single read the same way.
+                Err(BackendError::Denied(why)) if why.contains("AccessDeniedException") => {
                     host.debug(&format!("batch read refused ({why}); reading one by one"));
                     for id in chunk {
                         found.push((id.to_string(), self.get_secret(host, &plain_locator(id))));

@@ -324,23 +324,30 @@ impl SecretsManagerMode {
         match secret {
             SecretRef::Id(id) => Ok(id.clone()),
             SecretRef::Key(wanted) => {
-                if self.session.is_none() {
-                    self.login(host)?;
-                }
-                let org = self.session.as_ref().and_then(|s| s.organization_id.clone()).ok_or_else(|| {
-                    BackendError::internal("the login token names no organisation; use secret ids")
-                })?;
-                let resp = self.api(host, |api| {
-                    Request::get(airlock_guest::join_url(
-                        &api,
-                        &format!("/organizations/{}/secrets", encode_component(&org)),
-                    ))
-                })?;
-                let resp = resp.error_for_status("list secrets")?;
-                let list: sm::SecretIdentifiers = resp.json("secret list")?;
-                sm::find_by_key(&list.secrets, wanted, self.org_key()?)
+                let list = self.list_secrets(host)?;
+                sm::find_by_key(&list, wanted, self.org_key()?)
             }
         }
+    }
+
+    /// The ids and encrypted keys of every secret the machine account can read
+    /// (`GET /organizations/{org}/secrets`).
+    fn list_secrets(&mut self, host: &Host<'_>) -> Result<Vec<sm::SecretIdentifier>, BackendError> {
+        if self.session.is_none() {
+            self.login(host)?;
+        }
+        let org =
+            self.session.as_ref().and_then(|s| s.organization_id.clone()).ok_or_else(|| {
+                BackendError::internal("the login token names no organisation; use secret ids")
+            })?;
+        let resp = self.api(host, |api| {
+            Request::get(airlock_guest::join_url(
+                &api,
+                &format!("/organizations/{}/secrets", encode_component(&org)),
+            ))
+        })?;
+        let list: sm::SecretIdentifiers = resp.error_for_status("list secrets")?.json("secret list")?;
+        Ok(list.secrets)
     }
 
     fn get_value(&mut self, host: &Host<'_>, cred: &CredentialRef) -> Result<String, BackendError> {
@@ -356,12 +363,25 @@ impl SecretsManagerMode {
 
     /// Several values with one `POST /secrets/get-by-ids`.
     fn get_values(&mut self, host: &Host<'_>, creds: &[CredentialRef]) -> Vec<Result<String, BackendError>> {
-        let mut resolved: Vec<Result<(String, SecretField), BackendError>> = Vec::new();
-        for c in creds {
-            let r = sm::Locator::parse(c.locator_or_id())
-                .and_then(|loc| self.secret_id(host, &loc.secret).map(|id| (id, loc.field)));
-            resolved.push(r);
-        }
+        let locs: Vec<Result<sm::Locator, BackendError>> =
+            creds.iter().map(|c| sm::Locator::parse(c.locator_or_id())).collect();
+        // Secrets named by key: one listing of the organisation's secrets serves them all.
+        let needs_list = locs.iter().flatten().any(|l| matches!(l.secret, SecretRef::Key(_)));
+        let listing = if needs_list { Some(self.list_secrets(host)) } else { None };
+        let resolved: Vec<Result<(String, SecretField), BackendError>> = locs
+            .into_iter()
+            .map(|loc| {
+                let loc = loc?;
+                let id = match (&loc.secret, &listing) {
+                    (SecretRef::Id(id), _) => id.clone(),
+                    (SecretRef::Key(wanted), Some(list)) => {
+                        sm::find_by_key(list.as_ref().map_err(Clone::clone)?, wanted, self.org_key()?)?
+                    }
+                    (SecretRef::Key(_), None) => return Err(BackendError::internal("secret list missing")),
+                };
+                Ok((id, loc.field))
+            })
+            .collect();
         let mut ids: Vec<&str> = Vec::new();
         for (id, _) in resolved.iter().flatten() {
             if !ids.contains(&id.as_str()) {

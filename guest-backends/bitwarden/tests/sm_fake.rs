@@ -128,6 +128,21 @@ fn sm_batch_reads_use_get_by_ids() {
         let urls: Vec<String> = http.requests().iter().map(|r| r.url.clone()).collect();
         assert_eq!(urls, [format!("{}/api/secrets/get-by-ids", sm.url)], "one upstream call");
 
+        // Secrets named by key: one listing resolves them all, then one batch.
+        http.clear();
+        let got = b.get_values(h, &[cred("FERRIS#key"), cred("TUX#key"), cred("NO_SUCH_KEY")]);
+        assert_eq!(got[0].as_deref(), Ok("FERRIS"));
+        assert_eq!(got[1].as_deref(), Ok("TUX"));
+        assert_eq!(got[2], Err(BackendError::NotFound));
+        let urls: Vec<String> = http.requests().iter().map(|r| r.url.clone()).collect();
+        assert_eq!(
+            urls,
+            [
+                format!("{}/api/organizations/f4e44a7f-1190-432a-9d4a-af96013127cb/secrets", sm.url),
+                format!("{}/api/secrets/get-by-ids", sm.url)
+            ]
+        );
+
         // An id the account cannot read fails the API's batch; the backend reads one by one.
         let got = b.get_values(h, &[cred(ids[0]), cred("00000000-0000-4000-8000-000000000001")]);
         assert_eq!(got[0].as_deref(), Ok("TEST"));
