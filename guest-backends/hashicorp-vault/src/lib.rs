@@ -22,7 +22,9 @@
 pub mod api;
 pub mod locator;
 
-use std::collections::HashMap;
+// BTreeMap, not HashMap: HashMap's RandomState would import wasi:random, which the
+// sandbox does not provide (guest-inspect --check refuses such a component).
+use std::collections::BTreeMap;
 
 use airlock_guest::{Backend, BackendError, Config, CredentialRef, Host, Method, Request, Response, Secret};
 use serde_json::{Map, Value};
@@ -266,7 +268,7 @@ impl Backend for VaultBackend {
 
     /// One read per distinct (path, version); fields of the same secret share it.
     fn get_values(&mut self, host: &Host<'_>, creds: &[CredentialRef]) -> Vec<Result<String, BackendError>> {
-        let mut reads: HashMap<ReadKey, Result<Map<String, Value>, BackendError>> = HashMap::new();
+        let mut reads: BTreeMap<ReadKey, Result<Map<String, Value>, BackendError>> = BTreeMap::new();
         creds
             .iter()
             .map(|cred| {

@@ -22,7 +22,9 @@
 pub mod api;
 pub mod locator;
 
-use std::collections::HashMap;
+// BTreeMap, not HashMap: HashMap's RandomState would import wasi:random, which the
+// sandbox does not provide (guest-inspect --check refuses such a component).
+use std::collections::BTreeMap;
 
 use airlock_guest::{Backend, BackendError, Config, CredentialRef, Host, Request, Response, Secret};
 
@@ -37,7 +39,7 @@ pub struct ConnectBackend {
     address: String,
     token: Option<Secret>,
     /// Vault name (or id) as written in locators ⇒ vault id.
-    vault_ids: HashMap<String, String>,
+    vault_ids: BTreeMap<String, String>,
 }
 
 impl ConnectBackend {
@@ -122,7 +124,7 @@ impl Backend for ConnectBackend {
             None => None,
             Some(_) => Some(config.required_secret("token")?),
         };
-        Ok(Self { address, token, vault_ids: HashMap::new() })
+        Ok(Self { address, token, vault_ids: BTreeMap::new() })
     }
 
     fn get_value(&mut self, host: &Host<'_>, cred: &CredentialRef) -> Result<String, BackendError> {
@@ -133,7 +135,7 @@ impl Backend for ConnectBackend {
 
     /// One item fetch per distinct (vault, item); fields of the same item share it.
     fn get_values(&mut self, host: &Host<'_>, creds: &[CredentialRef]) -> Vec<Result<String, BackendError>> {
-        let mut items: HashMap<(String, String), Result<Item, BackendError>> = HashMap::new();
+        let mut items: BTreeMap<(String, String), Result<Item, BackendError>> = BTreeMap::new();
         creds
             .iter()
             .map(|cred| {
