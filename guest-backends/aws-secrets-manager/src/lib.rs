@@ -21,9 +21,9 @@ pub mod api;
 pub mod locator;
 pub mod sigv4;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::cell::Cell;
 
-use airlock_guest::{Backend, BackendError, Config, CredentialRef, Host, Request};
+use airlock_guest::{Backend, BackendError, Config, CredentialRef, Host, Request, Response};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -141,26 +141,25 @@ pub fn host_and_path(url: &str) -> Result<(String, String), BackendError> {
     Ok((host, path.to_string()))
 }
 
-/// The current time as a SigV4 timestamp. The sandbox gives guests the wall clock
-/// (`wasi:clocks`); a clock before 2020 can only be an unset one and would make every
-/// signature fail as expired, so it is reported as such.
-fn now() -> Result<(AmzDate, u128), BackendError> {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| BackendError::unavailable("the wall clock is before 1970; SigV4 needs the time"))?;
-    if since.as_secs() < 1_577_836_800 {
-        return Err(BackendError::unavailable(
-            "the wall clock reads a time before 2020; SigV4 signatures need the real time",
-        ));
-    }
-    Ok((AmzDate::from_unix(since.as_secs()), since.as_nanos()))
-}
+/// How far (seconds) the time a request was signed with may be from the server's `Date`
+/// before a refused request is retried with the server's time. AWS accepts 5 minutes of skew.
+const MAX_SKEW_SECS: u64 = 300;
 
-/// The backend's state: its settings and a counter that keeps idempotency tokens distinct.
+/// The backend's state: its settings, the last time the server told, and a counter that
+/// keeps idempotency tokens distinct.
+///
+/// The clock: SigV4 needs the current time, and the sandbox gives a guest no clock it must
+/// trust (a component that imports none runs under the strictest linker). So the time comes
+/// from AWS itself: every answer's `Date` header is remembered; a fresh instance first asks
+/// the endpoint once (an unsigned `GET`, whose answer carries `Date`); and a refused request
+/// whose answer's `Date` is more than [`MAX_SKEW_SECS`] from the signing time (the instance
+/// sat idle) is signed again with that time, once. A forged `Date` could only make requests
+/// fail, which whoever forges answers can do anyway.
 pub struct AwsSecretsManager {
     settings: Settings,
     host_header: String,
     path: String,
+    server_time: Cell<Option<u64>>,
     tokens_issued: u64,
 }
 
@@ -168,7 +167,7 @@ impl AwsSecretsManager {
     /// A backend for `settings`.
     pub fn new(settings: Settings) -> Result<Self, BackendError> {
         let (host_header, path) = host_and_path(&settings.endpoint)?;
-        Ok(Self { settings, host_header, path, tokens_issued: 0 })
+        Ok(Self { settings, host_header, path, server_time: Cell::new(None), tokens_issued: 0 })
     }
 
     /// Builds the signed request for `op` with JSON `body` at `time`. Pure apart from its
@@ -210,15 +209,47 @@ impl AwsSecretsManager {
         body: &Value,
         context: &str,
     ) -> Result<Value, BackendError> {
-        let (time, _) = now()?;
-        let resp = host.send(&self.signed_request(op, body, &time))?;
-        if resp.is_success() {
-            return resp.json(&format!("{} answer", op.name()));
+        let mut retried = false;
+        loop {
+            let signed_at = self.signing_time(host)?;
+            let resp = host.send(&self.signed_request(op, body, &AmzDate::from_unix(signed_at)))?;
+            let told = self.observe(&resp);
+            if resp.is_success() {
+                return resp.json(&format!("{} answer", op.name()));
+            }
+            let (code, message) = api::error_code(&resp.body, resp.header("x-amzn-ErrorType"));
+            let err = api::map_error(resp.status, code.as_deref(), message.as_deref(), context);
+            let skewed = told.is_some_and(|t| t.abs_diff(signed_at) > MAX_SKEW_SECS);
+            if matches!(err, BackendError::Denied(_)) && skewed && !retried {
+                host.debug(&format!("{context}: signed with a stale time; signing again with the server's"));
+                retried = true;
+                continue;
+            }
+            host.debug(&format!("{context}: {}", err.kind()));
+            return Err(err);
         }
-        let (code, message) = api::error_code(&resp.body, resp.header("x-amzn-ErrorType"));
-        let err = api::map_error(resp.status, code.as_deref(), message.as_deref(), context);
-        host.debug(&format!("{context}: {}", err.kind()));
-        Err(err)
+    }
+
+    /// Remembers the time in `resp`'s `Date` header, if it has a valid one, and returns it.
+    fn observe(&self, resp: &Response) -> Option<u64> {
+        let told = resp.header("Date").and_then(sigv4::parse_http_date)?;
+        self.server_time.set(Some(told));
+        Some(told)
+    }
+
+    /// The time to sign with: the last `Date` the server sent, or, for a fresh instance, the
+    /// `Date` of one unsigned `GET` to the endpoint.
+    fn signing_time(&self, host: &Host<'_>) -> Result<u64, BackendError> {
+        if let Some(t) = self.server_time.get() {
+            return Ok(t);
+        }
+        let probe = host.send(&Request::get(format!("{}{}", self.settings.endpoint, self.path_suffix())))?;
+        self.observe(&probe).ok_or_else(|| {
+            BackendError::unavailable(format!(
+                "{} sent no valid Date header; SigV4 signatures need the current time",
+                self.settings.endpoint
+            ))
+        })
     }
 
     /// `GetSecretValue` for `loc`.
@@ -229,17 +260,25 @@ impl AwsSecretsManager {
         airlock_guest::json::from_value(answer, "GetSecretValue answer")
     }
 
-    /// A fresh `ClientRequestToken`: HMAC-SHA256 under the secret access key over the secret
-    /// id, the time in nanoseconds and a per-instance counter, shaped as a UUID. Unpredictable
-    /// to anyone without the key, distinct per call, and independent of the value written.
-    fn request_token(&mut self, secret_id: &str) -> Result<String, BackendError> {
-        let (_, nanos) = now()?;
+    /// A fresh `ClientRequestToken` (the idempotency token raw API calls must send), shaped
+    /// as a UUID: HMAC-SHA256 under the secret access key over the secret id, the server time,
+    /// a per-instance counter and the value. Keyed, so it reveals nothing about the value;
+    /// distinct for distinct writes; equal only for the same value written to the same secret
+    /// in the same second with the same counter, which AWS then rightly treats as one write.
+    fn request_token(
+        &mut self,
+        host: &Host<'_>,
+        secret_id: &str,
+        value: &str,
+    ) -> Result<String, BackendError> {
+        let time = self.signing_time(host)?;
         self.tokens_issued += 1;
         let mut mac = Hmac::<Sha256>::new_from_slice(self.settings.credentials.secret_access_key.as_bytes())
             .map_err(|_| BackendError::internal("could not key the request-token MAC"))?;
         mac.update(
-            format!("airlock-client-request-token\n{secret_id}\n{nanos}\n{}", self.tokens_issued).as_bytes(),
+            format!("airlock-client-request-token\n{secret_id}\n{time}\n{}\n", self.tokens_issued).as_bytes(),
         );
+        mac.update(value.as_bytes());
         let digest = mac.finalize().into_bytes();
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
@@ -249,11 +288,11 @@ impl AwsSecretsManager {
     /// Writes `text` as the new `AWSCURRENT` `SecretString` of `secret_id`, creating the
     /// secret when it does not exist and `create_missing` is on.
     fn put_string(&mut self, host: &Host<'_>, secret_id: &str, text: &str) -> Result<(), BackendError> {
-        let token = self.request_token(secret_id)?;
+        let token = self.request_token(host, secret_id, text)?;
         let body = api::put_secret_value_request(secret_id, text, &token);
         match self.call(host, Operation::PutSecretValue, &body, &format!("PutSecretValue {secret_id}")) {
             Err(BackendError::NotFound) if self.settings.create_missing && !secret_id.starts_with("arn:") => {
-                let token = self.request_token(secret_id)?;
+                let token = self.request_token(host, secret_id, text)?;
                 let body = api::create_secret_request(secret_id, text, &token);
                 self.call(host, Operation::CreateSecret, &body, &format!("CreateSecret {secret_id}"))
                     .map(drop)
@@ -526,6 +565,95 @@ mod tests {
              SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, Signature="
         ));
         assert!(!format!("{req:?}").contains("wJalr"));
+    }
+
+    /// An [`Http`] that answers from a script and records what it was sent.
+    struct Scripted {
+        answers: std::cell::RefCell<std::collections::VecDeque<Response>>,
+        seen: std::cell::RefCell<Vec<Request>>,
+    }
+
+    impl Scripted {
+        fn new(answers: Vec<Response>) -> Self {
+            Self {
+                answers: std::cell::RefCell::new(answers.into()),
+                seen: std::cell::RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    impl airlock_guest::Http for Scripted {
+        fn send(&self, req: &Request) -> Result<Response, airlock_guest::HttpError> {
+            self.seen.borrow_mut().push(req.clone());
+            self.answers
+                .borrow_mut()
+                .pop_front()
+                .ok_or_else(|| airlock_guest::HttpError::Connection("script exhausted".into()))
+        }
+    }
+
+    fn answer(status: u16, date: Option<&str>, body: &str) -> Response {
+        let headers = date.map(|d| vec![("Date".to_string(), d.to_string())]).unwrap_or_default();
+        Response { status, headers, body: body.as_bytes().to_vec() }
+    }
+
+    fn run(answers: Vec<Response>) -> (Result<String, BackendError>, Vec<Request>) {
+        let http = Scripted::new(answers);
+        let log = airlock_guest::native::MemoryLog::new();
+        let host = Host::new(&http, &log);
+        let mut b =
+            AwsSecretsManager::init(&config(&[("endpoint", "http://127.0.0.1:9")]), &host).expect("init");
+        let got = b.get_value(&host, &CredentialRef::with_locator("c", "app"));
+        (got, http.seen.into_inner())
+    }
+
+    const T0: &str = "Sun, 30 Aug 2015 12:36:00 GMT";
+    const OK: &str = r#"{"Name":"app","SecretString":"v"}"#;
+
+    #[test]
+    fn a_fresh_instance_takes_the_time_from_the_server() {
+        let (got, seen) = run(vec![answer(404, Some(T0), ""), answer(200, Some(T0), OK)]);
+        assert_eq!(got.as_deref(), Ok("v"));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].method, airlock_guest::Method::Get);
+        assert!(seen[0].header_value("Authorization").is_none(), "the probe is not signed");
+        assert_eq!(seen[1].header_value("X-Amz-Date"), Some("20150830T123600Z"));
+    }
+
+    #[test]
+    fn a_stale_signature_is_signed_again_with_the_server_time_once() {
+        let expired = r#"{"__type":"InvalidSignatureException","message":"Signature expired"}"#;
+        let later = "Sun, 30 Aug 2015 13:36:00 GMT";
+        let (got, seen) = run(vec![
+            answer(404, Some(T0), ""),
+            answer(403, Some(later), expired),
+            answer(200, Some(later), OK),
+        ]);
+        assert_eq!(got.as_deref(), Ok("v"));
+        assert_eq!(seen[2].header_value("X-Amz-Date"), Some("20150830T133600Z"));
+
+        // Refused again although re-signed: no second retry.
+        let (got, seen) = run(vec![
+            answer(404, Some(T0), ""),
+            answer(403, Some(later), expired),
+            answer(403, Some("Sun, 30 Aug 2015 15:36:00 GMT"), expired),
+        ]);
+        assert_eq!(got.map_err(|e| e.kind()), Err("denied"));
+        assert_eq!(seen.len(), 3);
+    }
+
+    #[test]
+    fn a_refusal_without_skew_is_not_retried() {
+        let denied = r#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#;
+        let (got, seen) = run(vec![answer(404, Some(T0), ""), answer(400, Some(T0), denied)]);
+        assert_eq!(got.map_err(|e| e.kind()), Err("denied"));
+        assert_eq!(seen.len(), 2);
+    }
+
+    #[test]
+    fn no_date_means_no_signature() {
+        let (got, _) = run(vec![answer(200, None, "")]);
+        assert_eq!(got.map_err(|e| e.kind()), Err("unavailable"));
     }
 
     #[test]

@@ -147,6 +147,40 @@ impl AmzDate {
     }
 }
 
+/// Parses an HTTP date (RFC 9110 IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`, what every
+/// AWS endpoint sends in `Date`) to seconds since the Unix epoch. `None` for anything else.
+pub fn parse_http_date(text: &str) -> Option<u64> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [_weekday, day, month, year, clock, "GMT"] = parts[..] else {
+        return None;
+    };
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = u64::try_from(MONTHS.iter().position(|m| *m == month)? + 1).ok()?;
+    let day: u64 = day.parse().ok()?;
+    let year: u64 = year.parse().ok()?;
+    let hms: Vec<u64> = clock.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let [h, m, sec] = hms[..] else {
+        return None;
+    };
+    if !(1970..=9999).contains(&year) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + sec)
+}
+
+/// Days since the Unix epoch of a civil date from 1970 on (Howard Hinnant's
+/// `days_from_civil`, the inverse of [`civil_from_days`]).
+fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe).saturating_sub(719_468)
+}
+
 /// Converts days since the Unix epoch to a (year, month, day) civil date (proleptic
 /// Gregorian), by Howard Hinnant's `civil_from_days` algorithm.
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
@@ -406,6 +440,27 @@ mod tests {
         // A leap day and the last second of a year.
         assert_eq!(AmzDate::from_unix(951_782_400).date, "20000229");
         assert_eq!(AmzDate::from_unix(1_704_067_199).timestamp, "20231231T235959Z");
+    }
+
+    #[test]
+    fn http_dates_parse() {
+        // RFC 9110's example, and the suite's signing time.
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        let t = parse_http_date("Sun, 30 Aug 2015 12:36:00 GMT").expect("date");
+        assert_eq!(AmzDate::from_unix(t).timestamp, "20150830T123600Z");
+        assert_eq!(
+            parse_http_date("Thu, 29 Feb 2024 23:59:59 GMT").map(AmzDate::from_unix).map(|d| d.date),
+            Some("20240229".into())
+        );
+        for bad in [
+            "",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:00:00 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
     }
 
     #[test]
