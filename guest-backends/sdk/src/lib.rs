@@ -6,7 +6,7 @@
 //! instance's state between calls, reads the `config` import, and maps errors to the WIT
 //! `backend-error`.
 //!
-//! ```ignore
+//! ```
 //! use airlock_guest::{Backend, BackendError, Config, CredentialRef, Host, Request};
 //!
 //! struct Echo { base: String }
