@@ -4,7 +4,10 @@
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: setup run test lint fmt bench build
+.PHONY: setup run test lint fmt bench build guests
+
+# The guest backends are a workspace of their own (wasm32-wasip2 components).
+GUESTS := --manifest-path guest-backends/Cargo.toml
 
 ## setup: install everything a fresh machine needs (Rust wasm target, Python packages) and build.
 setup:
@@ -15,6 +18,10 @@ setup:
 build:
 	$(CARGO) build --workspace
 
+## guests: build every guest backend into guest-backends/dist/NAME.wasm and check its imports.
+guests:
+	guest-backends/build.sh
+
 ## run: the main job on the embedded default (Fernet in ./data/, created on first use).
 run:
 	$(CARGO) run --quiet -p airlock -- status
@@ -22,11 +29,16 @@ run:
 ## test: every test; tools the tests need must be present (no silent skips).
 test:
 	AIRLOCK_REQUIRE_TOOLS=1 $(CARGO) test --workspace
+	guest-backends/build.sh
+	AIRLOCK_REQUIRE_TOOLS=1 AIRLOCK_REQUIRE_GUESTS=1 $(CARGO) test $(GUESTS) --workspace
 
 ## lint: formatting and clippy, warnings are errors.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt $(GUESTS) --all -- --check
+	$(CARGO) clippy $(GUESTS) --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
+	$(CARGO) fmt $(GUESTS) --all
