@@ -110,11 +110,9 @@ impl Catalog {
         let mut conn = self.db.lock();
         let tx = conn.transaction()?;
         let exists: bool = tx
-            .query_row(
-                "SELECT 1 FROM credentials WHERE id = ?1",
-                [&new.id],
-                |_| Ok(true),
-            )
+            .query_row("SELECT 1 FROM credentials WHERE id = ?1", [&new.id], |_| {
+                Ok(true)
+            })
             .optional()?
             .unwrap_or(false);
         if exists {
@@ -380,8 +378,7 @@ impl Catalog {
         if toolkit == DEFAULT_TOOLKIT {
             return Err(CatalogError::Invalid {
                 field: "toolkit",
-                reason: "the default toolkit sees every credential; it takes no bindings"
-                    .into(),
+                reason: "the default toolkit sees every credential; it takes no bindings".into(),
             });
         }
         let mut conn = self.db.lock();
@@ -614,15 +611,21 @@ mod tests {
     #[test]
     fn add_get_list_remove() {
         let (_d, cat) = catalog();
-        let c = cat.add_credential(&cred("github/main.token", "api.github.com")).unwrap();
+        let c = cat
+            .add_credential(&cred("github/main.token", "api.github.com"))
+            .unwrap();
         assert_eq!(c.id, "github/main.token");
         assert!(c.created_at.ends_with('Z'));
-        cat.add_credential(&cred("stripe", "api.stripe.com")).unwrap();
+        cat.add_credential(&cred("stripe", "api.stripe.com"))
+            .unwrap();
         let all = cat.list_credentials(None, None).unwrap();
         assert_eq!(all.len(), 2);
         let gh = cat.list_credentials(Some("api.github.com"), None).unwrap();
         assert_eq!(gh.len(), 1);
-        assert_eq!(cat.get_credential("stripe").unwrap().label, "label of stripe");
+        assert_eq!(
+            cat.get_credential("stripe").unwrap().label,
+            "label of stripe"
+        );
         cat.remove_credential("stripe").unwrap();
         assert!(matches!(
             cat.get_credential("stripe"),
@@ -638,7 +641,10 @@ mod tests {
         other.label = "other".into();
         let err = cat.add_credential(&other).unwrap_err();
         assert_eq!(err.to_string(), "credential 'a' already exists");
-        assert_eq!(cat.get_credential("a").unwrap().api_id.as_deref(), Some("x"));
+        assert_eq!(
+            cat.get_credential("a").unwrap().api_id.as_deref(),
+            Some("x")
+        );
     }
 
     #[test]
@@ -650,8 +656,13 @@ mod tests {
         assert_eq!(cat.upsert_credential(&c).unwrap(), WriteOutcome::Unchanged);
         assert_eq!(cat.get_credential("a").unwrap(), before);
         let mut changed = c.clone();
-        changed.attributes.insert("scheme".into(), Value::String("header".into()));
-        assert_eq!(cat.upsert_credential(&changed).unwrap(), WriteOutcome::Updated);
+        changed
+            .attributes
+            .insert("scheme".into(), Value::String("header".into()));
+        assert_eq!(
+            cat.upsert_credential(&changed).unwrap(),
+            WriteOutcome::Updated
+        );
     }
 
     #[test]
@@ -664,17 +675,26 @@ mod tests {
         assert_eq!(cat.bind("tk1", "a").unwrap(), WriteOutcome::Unchanged);
         let ids = |v: Vec<Credential>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
         assert_eq!(ids(cat.credentials_for_api("tk1", "api").unwrap()), ["a"]);
-        assert_eq!(ids(cat.credentials_for_api("default", "api").unwrap()), ["a", "b"]);
+        assert_eq!(
+            ids(cat.credentials_for_api("default", "api").unwrap()),
+            ["a", "b"]
+        );
         assert!(cat.is_visible("tk1", "a").unwrap());
         assert!(!cat.is_visible("tk1", "b").unwrap());
         assert!(cat.bind("default", "a").is_err());
         assert!(matches!(
             cat.bind("nope", "a"),
-            Err(CatalogError::NotFound { kind: "toolkit", .. })
+            Err(CatalogError::NotFound {
+                kind: "toolkit",
+                ..
+            })
         ));
         assert!(matches!(
             cat.bind("tk1", "zzz"),
-            Err(CatalogError::NotFound { kind: "credential", .. })
+            Err(CatalogError::NotFound {
+                kind: "credential",
+                ..
+            })
         ));
         let counts: Vec<_> = cat
             .list_toolkits()
@@ -696,11 +716,27 @@ mod tests {
         let (_d, cat) = catalog();
         let table: &[(&str, fn(&mut NewCredential), &str)] = &[
             ("empty id", |c| c.id.clear(), "invalid credential id"),
-            ("space in id", |c| c.id = "a b".into(), "invalid credential id"),
-            ("newline id", |c| c.id = "a\nb".into(), "invalid credential id"),
-            ("long id", |c| c.id = "x".repeat(300), "invalid credential id"),
+            (
+                "space in id",
+                |c| c.id = "a b".into(),
+                "invalid credential id",
+            ),
+            (
+                "newline id",
+                |c| c.id = "a\nb".into(),
+                "invalid credential id",
+            ),
+            (
+                "long id",
+                |c| c.id = "x".repeat(300),
+                "invalid credential id",
+            ),
             ("empty label", |c| c.label = " ".into(), "invalid label"),
-            ("auth type", |c| c.auth_type = "Bearer Token".into(), "invalid auth_type"),
+            (
+                "auth type",
+                |c| c.auth_type = "Bearer Token".into(),
+                "invalid auth_type",
+            ),
             ("backend", |c| c.backend = String::new(), "invalid backend"),
         ];
         for (name, mutate, expected) in table {

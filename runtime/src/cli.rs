@@ -257,7 +257,9 @@ async fn credentials(rt: &Runtime, cmd: CredentialsCmd) -> Result<()> {
                 api_id: args.api_id,
                 auth_type: args.auth_type,
                 identity: args.identity,
-                backend: args.backend.unwrap_or_else(|| rt.default_backend().to_owned()),
+                backend: args
+                    .backend
+                    .unwrap_or_else(|| rt.default_backend().to_owned()),
                 locator: args.locator,
                 description: args.description,
                 attributes,
@@ -323,7 +325,10 @@ async fn credentials(rt: &Runtime, cmd: CredentialsCmd) -> Result<()> {
         }
         CredentialsCmd::Rm { id, delete_value } => {
             let cred = rt.remove_credential(&id, delete_value).await?;
-            println!("removed credential '{}' (backend {})", cred.id, cred.backend);
+            println!(
+                "removed credential '{}' (backend {})",
+                cred.id, cred.backend
+            );
         }
     }
     Ok(())
@@ -337,7 +342,9 @@ fn toolkits(rt: &Runtime, cmd: ToolkitsCmd) -> Result<()> {
             description,
         } => {
             let name = name.unwrap_or_else(|| id.clone());
-            let tk = rt.catalog().add_toolkit(&id, &name, description.as_deref())?;
+            let tk = rt
+                .catalog()
+                .add_toolkit(&id, &name, description.as_deref())?;
             println!("added toolkit '{}'", tk.id);
         }
         ToolkitsCmd::List { json } => {
@@ -394,7 +401,10 @@ async fn import_jentic(
     let source = JenticSource::read(&db, &backend)?;
     let keyring = jentic_import::jentic_keyring(&db, key_file.as_deref(), &env)?;
     // A dry run against a data directory that does not exist yet must not create it.
-    let exists = config.data_dir.join(airlock::database::DATABASE_FILE).exists();
+    let exists = config
+        .data_dir
+        .join(airlock::database::DATABASE_FILE)
+        .exists();
     let rt = if dry_run && !exists {
         None
     } else {
@@ -427,8 +437,9 @@ async fn import_jentic(
             report
                 .credentials
                 .iter()
-                .filter(|c| c.metadata == WriteOutcome::Unchanged
-                    && c.value == WriteOutcome::Unchanged)
+                .filter(
+                    |c| c.metadata == WriteOutcome::Unchanged && c.value == WriteOutcome::Unchanged
+                )
                 .count(),
             report.toolkits.len(),
             report.bindings.len()

@@ -87,7 +87,11 @@ impl Config {
         let data_dir = overrides
             .data_dir
             .clone()
-            .or_else(|| env(ENV_DATA_DIR).filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                env(ENV_DATA_DIR)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .or_else(|| file.data_dir.map(|d| file_dir.join(d)))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let default_backend = env(ENV_DEFAULT_BACKEND)
@@ -119,7 +123,12 @@ mod tests {
     use super::*;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -151,7 +160,10 @@ mod tests {
         assert_eq!(c.default_backend, "vault");
         let c = Config::load(
             &o,
-            &env_of(&[("AIRLOCK_DATA_DIR", "/env"), ("JENTIC_CREDENTIAL_BACKEND", "fernet")]),
+            &env_of(&[
+                ("AIRLOCK_DATA_DIR", "/env"),
+                ("JENTIC_CREDENTIAL_BACKEND", "fernet"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/env"));
@@ -183,7 +195,9 @@ mod tests {
             config: Some(dir.path().join("nope.toml")),
             data_dir: None,
         };
-        let err = Config::load(&missing, &env_of(&[])).unwrap_err().to_string();
+        let err = Config::load(&missing, &env_of(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("cannot read config file"), "{err}");
     }
 }

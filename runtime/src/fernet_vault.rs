@@ -75,9 +75,7 @@ impl FernetBackend {
     }
 
     fn ready(&self) -> Result<(), BackendError> {
-        self.key_check
-            .clone()
-            .map_err(BackendError::InvalidConfig)
+        self.key_check.clone().map_err(BackendError::InvalidConfig)
     }
 
     /// Number of stored values.
@@ -263,7 +261,9 @@ impl CredentialBackend for FernetBackend {
 
     async fn health(&self) -> Result<String, BackendError> {
         self.ready()?;
-        let n = self.count().map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        let n = self
+            .count()
+            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
         Ok(format!(
             "{n} value(s); {} key(s) from {}",
             self.keyring.len(),

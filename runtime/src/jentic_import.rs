@@ -62,7 +62,10 @@ pub fn jentic_keyring(
             Err(e) => tracing::warn!(error = %e, "ignoring invalid JENTIC_VAULT_KEY"),
         }
     }
-    let dir = db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     Keyring::from_file(&dir.join(KEY_FILE))
 }
 
@@ -141,7 +144,9 @@ impl JenticSource {
         }
         for required in ["id", "label", "encrypted_value"] {
             if !columns.contains(required) {
-                return Err(not_jentic(format!("`credentials` has no `{required}` column")));
+                return Err(not_jentic(format!(
+                    "`credentials` has no `{required}` column"
+                )));
             }
         }
         // Columns added by later Jentic migrations (or renamed by earlier ones) are read
@@ -181,7 +186,9 @@ impl JenticSource {
                     if let Some(value) = text.as_deref().and_then(parse_json_object) {
                         attributes.insert(key.to_owned(), value);
                     } else if text.as_deref().is_some_and(|t| !t.trim().is_empty()) {
-                        notes.push(format!("credential '{id}': {key} is not a JSON object; kept as text"));
+                        notes.push(format!(
+                            "credential '{id}': {key} is not a JSON object; kept as text"
+                        ));
                         attributes.insert(key.to_owned(), Value::String(text.unwrap_or_default()));
                     }
                 }
@@ -212,7 +219,8 @@ impl JenticSource {
         }
         let mut toolkits = Vec::new();
         if !table_columns(&conn, "toolkits")?.is_empty() {
-            let mut stmt = conn.prepare("SELECT id, name, description FROM toolkits ORDER BY id")?;
+            let mut stmt =
+                conn.prepare("SELECT id, name, description FROM toolkits ORDER BY id")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             for row in rows {
                 let (id, name, description): (String, String, Option<String>) = row?;
@@ -314,14 +322,20 @@ impl JenticSource {
                     Ok(_) => WriteOutcome::Updated,
                     Err(_) => WriteOutcome::Inserted,
                 },
-                Some(rt) => match rt.catalog().upsert_toolkit(id, name, description.as_deref(), true)
-                {
-                    Ok(o) => o,
-                    Err(e) => {
-                        report.notes.push(format!("toolkit '{id}' not imported: {e}"));
-                        continue;
+                Some(rt) => {
+                    match rt
+                        .catalog()
+                        .upsert_toolkit(id, name, description.as_deref(), true)
+                    {
+                        Ok(o) => o,
+                        Err(e) => {
+                            report
+                                .notes
+                                .push(format!("toolkit '{id}' not imported: {e}"));
+                            continue;
+                        }
                     }
-                },
+                }
             };
             report.toolkits.push((id.clone(), outcome));
         }
@@ -335,7 +349,10 @@ impl JenticSource {
             let outcome = match runtime {
                 None => WriteOutcome::Inserted,
                 Some(rt) if dry_run => {
-                    let bound = rt.catalog().is_visible(toolkit, credential).unwrap_or(false);
+                    let bound = rt
+                        .catalog()
+                        .is_visible(toolkit, credential)
+                        .unwrap_or(false);
                     if bound {
                         WriteOutcome::Unchanged
                     } else {
@@ -345,12 +362,16 @@ impl JenticSource {
                 Some(rt) => match rt.catalog().bind(toolkit, credential) {
                     Ok(o) => o,
                     Err(e) => {
-                        report.notes.push(format!("binding {toolkit} -> {credential}: {e}"));
+                        report
+                            .notes
+                            .push(format!("binding {toolkit} -> {credential}: {e}"));
                         continue;
                     }
                 },
             };
-            report.bindings.push((toolkit.clone(), credential.clone(), outcome));
+            report
+                .bindings
+                .push((toolkit.clone(), credential.clone(), outcome));
         }
         Ok(report)
     }
@@ -399,10 +420,14 @@ async fn import_one(
     };
     if !dry_run {
         if metadata != WriteOutcome::Unchanged {
-            rt.catalog().upsert_credential(new).map_err(|e| e.to_string())?;
+            rt.catalog()
+                .upsert_credential(new)
+                .map_err(|e| e.to_string())?;
         }
         if value_outcome != WriteOutcome::Unchanged {
-            rt.store_value(&new.id, value).await.map_err(|e| e.to_string())?;
+            rt.store_value(&new.id, value)
+                .await
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(CredentialOutcome {
@@ -447,5 +472,7 @@ fn count_rows(conn: &Connection, table: &str) -> Result<i64, rusqlite::Error> {
     if table_columns(conn, table)?.is_empty() {
         return Ok(0);
     }
-    conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| r.get(0))
+    conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
+        r.get(0)
+    })
 }

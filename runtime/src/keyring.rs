@@ -118,12 +118,13 @@ impl Keyring {
     /// Load the keys in a key file: one a line, newest first; blank lines and lines starting
     /// with `#` are ignored.
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-            KeyError::Read {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?);
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            );
         warn_if_readable_by_others(path);
         let lines = text
             .lines()
@@ -209,10 +210,12 @@ impl Keyring {
 /// Generate a fresh key and put it first in the key file at `path`, keeping every older key
 /// after it. Returns the keyring read back from the file.
 pub fn prepend_new_key(path: &Path) -> Result<Keyring, KeyError> {
-    let old = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?);
+    let old = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?,
+    );
     let key = Zeroizing::new(Fernet::generate_key());
     let mut text = Zeroizing::new(String::with_capacity(old.len() + key.len() + 1));
     text.push_str(&key);
@@ -232,10 +235,12 @@ pub fn keep_only_newest(path: &Path, newest_key_text: &str) -> Result<(), KeyErr
 
 /// The key text at line `index` (0 = newest) of a key file, for `keep_only_newest`.
 pub fn key_text_at(path: &Path, index: usize) -> Result<Zeroizing<String>, KeyError> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?);
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?,
+    );
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -263,7 +268,9 @@ fn write_key_file(path: &Path, text: &str) -> Result<(), KeyError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or(KEY_FILE),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(KEY_FILE),
         std::process::id()
     ));
     let result = (|| {
@@ -354,7 +361,10 @@ mod tests {
         let token_new = ring.encrypt(&Secret::new("new".into()).unwrap());
         let new_only = Keyring::from_texts([new.as_str()], KeySource::Env(ENV_KEY), "v").unwrap();
         assert_eq!(new_only.decrypt(&token_new).unwrap().expose(), "new");
-        assert!(!dir.path().join(KEY_FILE).exists(), "env keys create no file");
+        assert!(
+            !dir.path().join(KEY_FILE).exists(),
+            "env keys create no file"
+        );
 
         let jentic = |name: &str| (name == ENV_JENTIC_KEY).then(|| SPEC_KEY.to_string());
         let ring = Keyring::load(dir.path(), &jentic).unwrap();
@@ -367,7 +377,10 @@ mod tests {
         let list = format!("{SPEC_KEY},not-a-key-but-a-secret");
         let env = |name: &str| (name == ENV_KEYS).then(|| list.clone());
         let err = Keyring::load(dir.path(), &env).unwrap_err().to_string();
-        assert!(err.starts_with("$AIRLOCK_VAULT_KEYS entry 2: not a Fernet key"), "{err}");
+        assert!(
+            err.starts_with("$AIRLOCK_VAULT_KEYS entry 2: not a Fernet key"),
+            "{err}"
+        );
         assert!(!err.contains("not-a-key-but-a-secret"));
 
         let path = dir.path().join(KEY_FILE);

@@ -15,6 +15,7 @@ pub mod keyring;
 pub mod logging;
 pub mod outbound;
 pub mod runtime;
+pub mod sandbox;
 pub mod secret;
 
 pub use backend::{BackendError, CredentialBackend, CredentialRef};

@@ -11,7 +11,8 @@ pub const ENV_LOG: &str = "AIRLOCK_LOG";
 
 /// Install the global subscriber. Safe to call once per process.
 pub fn init(default_filter: &str) {
-    let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -74,7 +74,10 @@ pub struct Runtime {
 impl Runtime {
     /// Open the data directory named by `config` (creating it on first use), its database
     /// and vault keys, and the configured backends.
-    pub fn open(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, RuntimeError> {
+    pub fn open(
+        config: &Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, RuntimeError> {
         let db = Database::open_in(&config.data_dir)?;
         let keys = Keyring::load(&config.data_dir, env)?;
         let fernet = Arc::new(FernetBackend::new(db.clone(), keys));
@@ -216,7 +219,11 @@ impl Runtime {
     }
 
     /// Write a credential's value through the backend that holds it.
-    pub async fn store_value(&self, credential_id: &str, value: &Secret) -> Result<(), RuntimeError> {
+    pub async fn store_value(
+        &self,
+        credential_id: &str,
+        value: &Secret,
+    ) -> Result<(), RuntimeError> {
         let cred = self.catalog.get_credential(credential_id)?;
         let backend = self.backend(&cred.backend)?;
         backend

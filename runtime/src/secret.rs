@@ -95,7 +95,10 @@ mod tests {
         let s = Secret::new("hunter2-very-secret".into()).unwrap();
         assert_eq!(format!("{s:?}"), "Secret([REDACTED])");
         assert_eq!(format!("{s}"), "[REDACTED]");
-        assert_eq!(format!("{:?}", Some(vec![s.clone()])), "Some([Secret([REDACTED])])");
+        assert_eq!(
+            format!("{:?}", Some(vec![s.clone()])),
+            "Some([Secret([REDACTED])])"
+        );
         assert_eq!(s.expose(), "hunter2-very-secret");
         assert_eq!(s.len(), 19);
     }
@@ -110,7 +113,9 @@ mod tests {
         let big = vec![b'a'; MAX_SECRET_BYTES + 1];
         assert_eq!(
             Secret::from_bytes(big).unwrap_err(),
-            SecretError::TooLarge { len: MAX_SECRET_BYTES + 1 }
+            SecretError::TooLarge {
+                len: MAX_SECRET_BYTES + 1
+            }
         );
         assert!(Secret::from_bytes(vec![b'a'; MAX_SECRET_BYTES]).is_ok());
     }
