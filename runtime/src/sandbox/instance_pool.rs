@@ -280,7 +280,11 @@ fn classify(error: &wasmtime::Error, state: &HostState, max_wasm_stack: usize) -
                 max_bytes: max_wasm_stack,
             }
             .into(),
-            other => BackendError::Internal(format!("backend trapped: {other}")),
+            other => {
+                let text = other.to_string();
+                let text = text.strip_prefix("wasm trap: ").unwrap_or(&text);
+                BackendError::Internal(format!("backend trapped: {text}"))
+            }
         };
     }
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {

@@ -8,7 +8,7 @@
 //! | `grow` | allocates until memory runs out (memory limit) |
 //! | `recurse` | unbounded recursion (stack limit) |
 //! | `panic` | panics (a trap; the message goes to stderr, i.e. the log) |
-//! | `exit` | calls `exit(3)` |
+//! | `exit` | calls `exit(3)` (WASI 0.2 carries only failure, so the host sees 1) |
 //! | `read-file` | opens `/etc/passwd` (fails: nothing is preopened) |
 //! | `tcp` | connects a TCP socket to 127.0.0.1 (fails: sockets denied) |
 //! | `dns` | resolves `localhost` (fails: name lookup denied) |
@@ -92,7 +92,9 @@ fn attack(id: &str) -> Result<String, BackendError> {
         "exit" => std::process::exit(3),
         "read-file" => match std::fs::read_to_string("/etc/passwd") {
             Ok(text) => Ok(text),
-            Err(e) => Err(BackendError::Denied(format!("open /etc/passwd failed: {e}"))),
+            Err(e) => Err(BackendError::Denied(format!(
+                "open /etc/passwd failed: {e}"
+            ))),
         },
         "tcp" => match std::net::TcpStream::connect("127.0.0.1:9") {
             Ok(_) => Ok("connected".into()),
@@ -105,14 +107,16 @@ fn attack(id: &str) -> Result<String, BackendError> {
         "env" => {
             let vars = std::env::vars().count();
             let args = std::env::args().count();
-            let cwd = std::env::current_dir().map(|p| p.display().to_string());
+            let cwd = std::env::current_dir()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|e| format!("error: {e}"));
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() > 0)
                 .unwrap_or(false);
             let random = std::collections::hash_map::RandomState::new();
             black_box(random);
-            Ok(format!("vars={vars} args={args} cwd={} clock={now}", cwd.is_ok()))
+            Ok(format!("vars={vars} args={args} cwd={cwd} clock={now}"))
         }
         "many-requests" => {
             let address = config::get("address").unwrap_or_default();
@@ -139,7 +143,10 @@ fn attack(id: &str) -> Result<String, BackendError> {
         }
         "log-flood" => {
             for i in 0..1000 {
-                log::log(Level::Warn, &format!("flood line {i}\nforged-backend: fake line"));
+                log::log(
+                    Level::Warn,
+                    &format!("flood line {i}\nforged-backend: fake line"),
+                );
                 println!("stdout line {i}");
             }
             Ok("flooded".into())
@@ -168,7 +175,9 @@ struct Hostile;
 impl Guest for Hostile {
     fn init() -> Result<(), BackendError> {
         if config::get("fail_init").is_some() {
-            return Err(BackendError::InvalidConfig("init refused on purpose".into()));
+            return Err(BackendError::InvalidConfig(
+                "init refused on purpose".into(),
+            ));
         }
         Ok(())
     }
@@ -185,11 +194,15 @@ impl Guest for Hostile {
     }
 
     fn store_value(_cred: CredentialRef, _value: String) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported("the hostile backend stores nothing".into()))
+        Err(BackendError::Unsupported(
+            "the hostile backend stores nothing".into(),
+        ))
     }
 
     fn delete_value(_cred: CredentialRef) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported("the hostile backend deletes nothing".into()))
+        Err(BackendError::Unsupported(
+            "the hostile backend deletes nothing".into(),
+        ))
     }
 
     fn health() -> Result<String, BackendError> {

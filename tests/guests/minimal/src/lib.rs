@@ -10,10 +10,10 @@
 
 use std::cell::RefCell;
 
+use airlock::backend::config;
 use airlock::backend::http::{self, HttpError, Method, Request, Response};
 use airlock::backend::log::{self, Level};
 use airlock::backend::types::{BackendError, CredentialRef};
-use airlock::backend::config;
 use exports::airlock::backend::backend::Guest;
 
 wit_bindgen::generate!({
@@ -47,7 +47,9 @@ fn http_error(e: HttpError) -> BackendError {
         HttpError::Timeout(m) => BackendError::Unavailable(format!("timeout: {m}")),
         HttpError::Connection(m) => BackendError::Unavailable(format!("connection: {m}")),
         HttpError::TooLarge(m) => BackendError::Internal(format!("too large: {m}")),
-        HttpError::InvalidRequest(m) => BackendError::InvalidConfig(format!("invalid request: {m}")),
+        HttpError::InvalidRequest(m) => {
+            BackendError::InvalidConfig(format!("invalid request: {m}"))
+        }
         HttpError::LimitExceeded(m) => BackendError::Unavailable(format!("limit exceeded: {m}")),
     }
 }
@@ -78,8 +80,9 @@ struct Minimal;
 
 impl Guest for Minimal {
     fn init() -> Result<(), BackendError> {
-        let address = config::get("address")
-            .ok_or_else(|| BackendError::InvalidConfig("config key `address` is required".into()))?;
+        let address = config::get("address").ok_or_else(|| {
+            BackendError::InvalidConfig("config key `address` is required".into())
+        })?;
         STATE.with(|s| {
             let mut s = s.borrow_mut();
             s.address = address.trim_end_matches('/').to_owned();
@@ -94,8 +97,9 @@ impl Guest for Minimal {
         if resp.status != 200 {
             return Err(status_error(resp.status));
         }
-        String::from_utf8(resp.body)
-            .map_err(|_| BackendError::Internal("the store returned a value that is not UTF-8".into()))
+        String::from_utf8(resp.body).map_err(|_| {
+            BackendError::Internal("the store returned a value that is not UTF-8".into())
+        })
     }
 
     fn get_values(creds: Vec<CredentialRef>) -> Vec<Result<String, BackendError>> {
