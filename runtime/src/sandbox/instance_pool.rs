@@ -169,13 +169,14 @@ impl InstancePool {
     /// Run `op` on an instance, within the backend's wall-time limit.
     pub(crate) async fn call(&self, op: Op<'_>) -> Result<Outcome, BackendError> {
         self.with_wall_time(async {
-            let mut instance = self.checkout().await?;
-            match instance.invoke(op).await {
+            let mut lease = self.checkout().await?;
+            let result = lease.instance_mut().invoke(op).await;
+            match result {
                 Ok(outcome) => {
-                    self.checkin(instance);
+                    lease.release();
                     Ok(outcome)
                 }
-                Err(e) => Err(self.discard(&e, instance.store.data())),
+                Err(e) => Err(self.classify_failure(&e, lease.instance_mut().store.data())),
             }
         })
         .await
@@ -185,45 +186,46 @@ impl InstancePool {
     /// next call.
     pub(crate) async fn warm(&self) -> Result<(), BackendError> {
         self.with_wall_time(async {
-            let instance = self.checkout().await?;
-            self.checkin(instance);
+            self.checkout().await?.release();
             Ok(())
         })
         .await
     }
 
+    /// Run `work` holding one of the pool's permits; waiting for the permit counts against
+    /// the wall-time limit too, so a saturated pool cannot queue callers forever.
     async fn with_wall_time<R>(
         &self,
         work: impl Future<Output = Result<R, BackendError>>,
     ) -> Result<R, BackendError> {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return Err(BackendError::Unavailable("backend is shutting down".into()));
-        };
         let limit = self.template.limits.wall_time;
-        match tokio::time::timeout(limit, work).await {
+        let bounded = async {
+            let Ok(_permit) = self.permits.acquire().await else {
+                return Err(BackendError::Unavailable("backend is shutting down".into()));
+            };
+            work.await
+        };
+        match tokio::time::timeout(limit, bounded).await {
             Ok(result) => result,
-            Err(_) => {
-                // The instance, if one was checked out, was dropped with the future.
-                self.discarded.fetch_add(1, Ordering::Relaxed);
-                Err(LimitHit::WallTime { limit }.into())
-            }
+            // A checked-out instance was dropped with the future (its lease counts it).
+            Err(_) => Err(LimitHit::WallTime { limit }.into()),
         }
     }
 
     /// An idle instance with a fresh call budget, or a new initialised one.
-    async fn checkout(&self) -> Result<Instance, BackendError> {
+    async fn checkout(&self) -> Result<Lease<'_>, BackendError> {
         let idle = self.lock_idle().pop();
-        if let Some(mut instance) = idle {
-            instance.store.data_mut().begin_call();
-            return Ok(instance);
-        }
-        self.create().await
-    }
-
-    fn checkin(&self, instance: Instance) {
-        if self.isolation == Isolation::Pooled {
-            self.lock_idle().push(instance);
-        }
+        let instance = match idle {
+            Some(mut instance) => {
+                instance.store.data_mut().begin_call();
+                instance
+            }
+            None => self.create().await?,
+        };
+        Ok(Lease {
+            pool: self,
+            instance: Some(instance),
+        })
     }
 
     /// A new instance whose `init` succeeded. Instantiation and `init` count against the
@@ -240,7 +242,10 @@ impl InstancePool {
         self.created.fetch_add(1, Ordering::Relaxed);
         let bindings = match self.pre.instantiate_async(&mut store).await {
             Ok(bindings) => bindings,
-            Err(e) => return Err(self.discard(&e, store.data())),
+            Err(e) => {
+                self.discarded.fetch_add(1, Ordering::Relaxed);
+                return Err(self.classify_failure(&e, store.data()));
+            }
         };
         let init = bindings
             .airlock_backend_backend()
@@ -252,17 +257,54 @@ impl InstancePool {
                 self.discarded.fetch_add(1, Ordering::Relaxed);
                 Err(from_guest_error(guest_error))
             }
-            Err(e) => Err(self.discard(&e, store.data())),
+            Err(e) => {
+                self.discarded.fetch_add(1, Ordering::Relaxed);
+                Err(self.classify_failure(&e, store.data()))
+            }
         }
     }
 
-    /// Count a dropped instance and say why it failed.
-    fn discard(&self, error: &wasmtime::Error, state: &HostState) -> BackendError {
-        self.discarded.fetch_add(1, Ordering::Relaxed);
+    /// Say why a call into an instance failed (the instance is then dropped).
+    fn classify_failure(&self, error: &wasmtime::Error, state: &HostState) -> BackendError {
         let classified = classify(error, state, self.max_wasm_stack);
         tracing::debug!(backend = %self.template.backend, error = %classified,
             "backend instance discarded");
         classified
+    }
+}
+
+/// An instance checked out for one call. Dropping a lease without [`Lease::release`] —
+/// after a failure, or when a wall-time timeout drops the call's future — drops the
+/// instance and counts it as discarded.
+struct Lease<'a> {
+    pool: &'a InstancePool,
+    instance: Option<Instance>,
+}
+
+impl Lease<'_> {
+    fn instance_mut(&mut self) -> &mut Instance {
+        // Invariant: `instance` is `Some` until `release` or `drop` takes it.
+        self.instance
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("a lease holds its instance until released"))
+    }
+
+    /// The call went well: return the instance to the idle list (`Pooled`) or drop it
+    /// (`PerCall`) without counting it as discarded.
+    fn release(mut self) {
+        if let Some(instance) = self.instance.take()
+            && self.pool.isolation == Isolation::Pooled
+        {
+            self.pool.lock_idle().push(instance);
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if self.instance.take().is_some() {
+            self.pool.discarded.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
