@@ -252,3 +252,23 @@ fn inspect_reports_imports_exports_and_whether_airlock_can_host_it() {
     );
     println!("{report}");
 }
+
+#[test]
+fn the_hostile_guest_uses_filesystem_and_sockets_and_is_still_hostable() {
+    let Some(path) = guest("hostile") else { return };
+    let report = inspect(&engine(), &path).unwrap();
+    println!("{report}");
+    assert!(report.hostable(), "{report}");
+    for iface in [
+        "wasi:filesystem/types",
+        "wasi:sockets/tcp",
+        "wasi:sockets/ip-name-lookup",
+    ] {
+        let import = report
+            .imports
+            .iter()
+            .find(|i| i.item.name.starts_with(&format!("{iface}@0.2.")))
+            .unwrap_or_else(|| panic!("hostile imports {iface}: {report}"));
+        assert!(matches!(import.verdict, ImportVerdict::Wasi(_)));
+    }
+}

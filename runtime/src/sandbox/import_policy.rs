@@ -31,7 +31,7 @@ pub const WASI_INTERFACES: &[(&str, &str)] = &[
     ("wasi:io/streams", "the streams below"),
     (
         "wasi:cli/environment",
-        "empty environment and arguments, no cwd",
+        "empty environment and arguments, no initial directory",
     ),
     ("wasi:cli/exit", "exit ends the call with an error"),
     ("wasi:cli/stdin", "stdin closed"),

@@ -240,27 +240,27 @@ impl InstancePool {
         store.data_mut().begin_call();
         store.set_epoch_deadline(1);
         self.created.fetch_add(1, Ordering::Relaxed);
+        // Counts the instance as discarded unless it comes out initialised, including when
+        // a wall-time timeout drops this future half-way.
+        let mut pending = Pending {
+            discarded: &self.discarded,
+            done: false,
+        };
         let bindings = match self.pre.instantiate_async(&mut store).await {
             Ok(bindings) => bindings,
-            Err(e) => {
-                self.discarded.fetch_add(1, Ordering::Relaxed);
-                return Err(self.classify_failure(&e, store.data()));
-            }
+            Err(e) => return Err(self.classify_failure(&e, store.data())),
         };
         let init = bindings
             .airlock_backend_backend()
             .call_init(&mut store)
             .await;
         match init {
-            Ok(Ok(())) => Ok(Instance { store, bindings }),
-            Ok(Err(guest_error)) => {
-                self.discarded.fetch_add(1, Ordering::Relaxed);
-                Err(from_guest_error(guest_error))
+            Ok(Ok(())) => {
+                pending.done = true;
+                Ok(Instance { store, bindings })
             }
-            Err(e) => {
-                self.discarded.fetch_add(1, Ordering::Relaxed);
-                Err(self.classify_failure(&e, store.data()))
-            }
+            Ok(Err(guest_error)) => Err(from_guest_error(guest_error)),
+            Err(e) => Err(self.classify_failure(&e, store.data())),
         }
     }
 
@@ -304,6 +304,20 @@ impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if self.instance.take().is_some() {
             self.pool.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An instance being created: counted as discarded if creation does not finish.
+struct Pending<'a> {
+    discarded: &'a AtomicU64,
+    done: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.discarded.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
