@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -27,7 +28,10 @@ pub fn guest(name: &str) -> Option<PathBuf> {
             path.display()
         );
     }
-    eprintln!(
+    // Written to the process's stderr directly, past libtest's output capture, so the skip
+    // is visible in a normal `cargo test` run.
+    let _ = writeln!(
+        std::io::stderr(),
         "SKIPPED: test guest {} is not built (run tests/guests/build.sh; set AIRLOCK_REQUIRE_GUESTS=1 to fail instead)",
         path.display()
     );
