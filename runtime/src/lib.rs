@@ -16,6 +16,7 @@ pub mod logging;
 pub mod outbound;
 pub mod references;
 pub mod runtime;
+pub mod sandbox;
 pub mod secret;
 
 pub use backend::{BackendError, CredentialBackend, CredentialRef};
