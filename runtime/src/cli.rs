@@ -48,6 +48,9 @@ enum Command {
     /// Bring credentials in from another tool.
     #[command(subcommand)]
     Import(ImportCmd),
+    /// Inspect and check credential backends.
+    #[command(subcommand)]
+    Backends(BackendsCmd),
     /// Show the data directory, backends and catalog counts (creates ./data on first use).
     Status,
 }
@@ -157,6 +160,20 @@ enum KeysCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum BackendsCmd {
+    /// Every configured backend with what it was granted (outbound hosts, limits).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a component's imports and exports and whether airlock can host it (runs no
+    /// guest code). Exits 1 if it cannot be hosted.
+    Inspect { file: PathBuf },
+    /// Instantiate a configured backend, run its `init` and `health`.
+    Check { name: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum ImportCmd {
     /// Import credentials, toolkits and bindings from a Jentic Mini database.
     JenticMini {
@@ -242,6 +259,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             json,
         }) => return import_jentic(&config, db, key_file, backend, dry_run, json).await,
         Command::Status => status(&open_runtime(&config)?).await?,
+        Command::Backends(BackendsCmd::Inspect { file }) => return inspect_component(&file),
+        Command::Backends(BackendsCmd::List { json }) => {
+            list_backends(&open_runtime(&config)?, json)?
+        }
+        Command::Backends(BackendsCmd::Check { name }) => {
+            return check_backend(&open_runtime(&config)?, &name).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -496,6 +520,102 @@ async fn status(rt: &Runtime) -> Result<()> {
         println!("  {name} ({}): {health}", backend.kind());
     }
     Ok(())
+}
+
+fn list_backends(rt: &Runtime, json: bool) -> Result<()> {
+    if json {
+        let list: Vec<Value> = rt
+            .backends()
+            .map(|(name, b)| {
+                serde_json::json!({
+                    "name": name,
+                    "kind": b.kind(),
+                    "default": name == rt.default_backend(),
+                    "grant": rt.grant(name),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    for (name, backend) in rt.backends() {
+        let default = if name == rt.default_backend() {
+            " (default)"
+        } else {
+            ""
+        };
+        println!("{name}{default}: {}", backend.kind());
+        let Some(g) = rt.grant(name) else {
+            println!(
+                "  values Fernet-encrypted in {}",
+                rt.database_path().display()
+            );
+            continue;
+        };
+        println!(
+            "  component:      {} (sha256 {})",
+            g.component.display(),
+            g.sha256
+        );
+        let hosts = if g.allowed_outbound.is_empty() {
+            "none".to_owned()
+        } else {
+            g.allowed_outbound.join(", ")
+        };
+        println!("  outbound HTTP:  {hosts}");
+        println!(
+            "  private networks: {}",
+            if g.allow_private_networks {
+                "allowed"
+            } else {
+                "blocked unless named"
+            }
+        );
+        for (dest, header) in &g.injected_headers {
+            println!("  injects header: {header} for {dest}");
+        }
+        println!("  isolation:      {} (pool {})", g.isolation, g.pool_size);
+        let l = &g.limits;
+        println!(
+            "  limits:         memory {} MiB, cpu {} ms, wall {} ms, connect {} ms, {} requests/call, \
+             request {} B, response {} B, hostcall {} B",
+            l.memory_mib,
+            l.cpu_ms,
+            l.timeout_ms,
+            l.connect_timeout_ms,
+            l.max_requests,
+            l.max_request_bytes,
+            l.max_response_bytes,
+            l.max_hostcall_bytes
+        );
+        println!("  config keys:    {}", g.config_keys.join(", "));
+    }
+    Ok(())
+}
+
+fn inspect_component(file: &std::path::Path) -> Result<ExitCode> {
+    let engine = airlock::sandbox::SandboxEngine::new(airlock::sandbox::EngineConfig::default())?;
+    let report = airlock::sandbox::inspect(&engine, file)?;
+    print!("{report}");
+    Ok(if report.hostable() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn check_backend(rt: &Runtime, name: &str) -> Result<ExitCode> {
+    let backend = rt.backend(name)?;
+    backend
+        .init()
+        .await
+        .with_context(|| format!("backend '{name}': init failed"))?;
+    let health = backend
+        .health()
+        .await
+        .with_context(|| format!("backend '{name}': health check failed"))?;
+    println!("backend '{name}' ({}): ok — {health}", backend.kind());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Read a value from stdin (piped) or a no-echo prompt (terminal).

@@ -21,6 +21,13 @@ pub const ENV_CONFIG: &str = "AIRLOCK_CONFIG";
 pub const ENV_DATA_DIR: &str = "AIRLOCK_DATA_DIR";
 /// Jentic Mini's name for the default backend, honoured unchanged.
 pub const ENV_DEFAULT_BACKEND: &str = "JENTIC_CREDENTIAL_BACKEND";
+/// Jentic Mini's Bitwarden settings: with `JENTIC_CREDENTIAL_BACKEND=bitwarden` and no
+/// `[backends.bitwarden]` section, they configure the bundled Bitwarden component.
+pub const ENV_BITWARDEN_URL: &str = "JENTIC_BITWARDEN_URL";
+pub const ENV_BITWARDEN_TOKEN: &str = "JENTIC_BITWARDEN_TOKEN";
+/// Where bundled components are looked for (default `guest-backends/dist`).
+pub const ENV_COMPONENT_DIR: &str = "AIRLOCK_COMPONENT_DIR";
+pub const DEFAULT_COMPONENT_DIR: &str = "guest-backends/dist";
 
 /// The resolved configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,17 +60,8 @@ pub enum BackendKind {
     Wasm,
 }
 
-/// How instances of a sandboxed backend are reused.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Isolation {
-    /// Instances are kept between calls (a guest may keep a login token); one that traps
-    /// is thrown away.
-    #[default]
-    Pooled,
-    /// A fresh instance for every call: no guest state survives a call.
-    PerCall,
-}
+/// How instances of a sandboxed backend are reused (`pooled` or `per-call`).
+pub use crate::sandbox::Isolation;
 
 /// One `[backends.NAME]` section, as written (references not yet resolved).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -230,6 +228,14 @@ impl Config {
                 backend.ca_bundle = Some(file_dir.join(ca));
             }
         }
+        if default_backend == "bitwarden" && !backends.contains_key("bitwarden") {
+            let section = jentic_bitwarden(env).map_err(|message| ConfigError::Backend {
+                path: path.clone().unwrap_or_default(),
+                backend: "bitwarden".into(),
+                message,
+            })?;
+            backends.insert("bitwarden".into(), section);
+        }
         Ok(Config {
             data_dir,
             default_backend,
@@ -267,6 +273,70 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
                 message,
             },
         }
+    })
+}
+
+/// The Bitwarden backend Jentic Mini's settings describe: `JENTIC_BITWARDEN_URL` is the
+/// `bw serve` address (or, with a token, the self-hosted server's base URL);
+/// `JENTIC_BITWARDEN_TOKEN` is a Secrets Manager machine-account access token. The grant is
+/// exactly those destinations (the Bitwarden cloud's identity and API hosts when only a token
+/// is given); a `localhost` URL is also granted as 127.0.0.1 and [::1], the addresses the
+/// name resolves to, since loopback is otherwise closed.
+fn jentic_bitwarden(env: &dyn Fn(&str) -> Option<String>) -> Result<BackendConfig, String> {
+    let present = |name| env(name).filter(|v: &String| !v.trim().is_empty());
+    let url = present(ENV_BITWARDEN_URL);
+    let token = present(ENV_BITWARDEN_TOKEN);
+    if url.is_none() && token.is_none() {
+        return Err(format!(
+            "JENTIC_CREDENTIAL_BACKEND=bitwarden needs {ENV_BITWARDEN_URL} (bw serve) or \
+             {ENV_BITWARDEN_TOKEN} (Secrets Manager), or a [backends.bitwarden] section"
+        ));
+    }
+    let mut allowed = Vec::new();
+    let mut config = BTreeMap::new();
+    if let Some(url) = &url {
+        let parsed =
+            url::Url::parse(url).map_err(|e| format!("{ENV_BITWARDEN_URL} is not a URL: {e}"))?;
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| format!("{ENV_BITWARDEN_URL} has no host"))?;
+        let port = parsed
+            .port_or_known_default()
+            .ok_or_else(|| format!("{ENV_BITWARDEN_URL} has no port"))?;
+        let scheme = parsed.scheme();
+        allowed.push(format!("{scheme}://{host}:{port}"));
+        if host.eq_ignore_ascii_case("localhost") {
+            allowed.push(format!("{scheme}://127.0.0.1:{port}"));
+            allowed.push(format!("{scheme}://[::1]:{port}"));
+        }
+        config.insert(
+            "url".to_owned(),
+            ConfigScalar::String(format!("${{env:{ENV_BITWARDEN_URL}}}")),
+        );
+    }
+    if token.is_some() {
+        if url.is_none() {
+            allowed.push("https://identity.bitwarden.com".into());
+            allowed.push("https://api.bitwarden.com".into());
+        }
+        config.insert(
+            "access_token".to_owned(),
+            ConfigScalar::String(format!("${{env:{ENV_BITWARDEN_TOKEN}}}")),
+        );
+    }
+    let dir = present(ENV_COMPONENT_DIR).unwrap_or_else(|| DEFAULT_COMPONENT_DIR.to_owned());
+    Ok(BackendConfig {
+        kind: BackendKind::Wasm,
+        component: PathBuf::from(dir).join("bitwarden.wasm"),
+        sha256: None,
+        allowed_outbound: allowed,
+        allow_private_networks: false,
+        isolation: Isolation::Pooled,
+        pool_size: None,
+        ca_bundle: None,
+        limits: LimitsConfig::default(),
+        config,
+        inject_headers: Vec::new(),
     })
 }
 
@@ -449,5 +519,62 @@ value = "${env:VAULT_TOKEN}"
                 assert!(err.contains("line"), "{text}: {err}");
             }
         }
+    }
+
+    #[test]
+    fn jentic_bitwarden_settings_configure_the_bitwarden_component() {
+        let c = Config::load(
+            &Overrides::default(),
+            &env_of(&[
+                ("JENTIC_CREDENTIAL_BACKEND", "bitwarden"),
+                ("JENTIC_BITWARDEN_URL", "http://localhost:8087"),
+                ("AIRLOCK_COMPONENT_DIR", "/opt/airlock/components"),
+            ]),
+        )
+        .unwrap();
+        let b = &c.backends["bitwarden"];
+        assert_eq!(
+            b.component,
+            PathBuf::from("/opt/airlock/components/bitwarden.wasm")
+        );
+        assert_eq!(
+            b.allowed_outbound,
+            [
+                "http://localhost:8087",
+                "http://127.0.0.1:8087",
+                "http://[::1]:8087"
+            ]
+        );
+        assert_eq!(b.config["url"].as_text(), "${env:JENTIC_BITWARDEN_URL}");
+        assert!(!b.config.contains_key("access_token"));
+
+        let c = Config::load(
+            &Overrides::default(),
+            &env_of(&[
+                ("JENTIC_CREDENTIAL_BACKEND", "bitwarden"),
+                ("JENTIC_BITWARDEN_TOKEN", "0.id.secret:key"),
+            ]),
+        )
+        .unwrap();
+        let b = &c.backends["bitwarden"];
+        assert_eq!(
+            b.allowed_outbound,
+            [
+                "https://identity.bitwarden.com",
+                "https://api.bitwarden.com"
+            ]
+        );
+        assert_eq!(
+            b.config["access_token"].as_text(),
+            "${env:JENTIC_BITWARDEN_TOKEN}"
+        );
+
+        let err = Config::load(
+            &Overrides::default(),
+            &env_of(&[("JENTIC_CREDENTIAL_BACKEND", "bitwarden")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("needs JENTIC_BITWARDEN_URL"), "{err}");
     }
 }

@@ -6,6 +6,7 @@
 //! that holds the credential. Values travel as [`secret::Secret`], which never prints.
 
 pub mod backend;
+pub mod backend_loader;
 pub mod catalog;
 pub mod config;
 pub mod database;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::backend::{BackendError, CredentialBackend, CredentialRef};
+use crate::backend_loader::{self, Grant, LoadError};
 use crate::catalog::{Catalog, CatalogError, Credential, NewCredential};
 use crate::config::Config;
 use crate::database::{Database, DatabaseError};
@@ -31,6 +32,8 @@ pub enum RuntimeError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Vault(#[from] VaultError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
     #[error("unknown backend '{name}' (configured: {known})")]
     UnknownBackend { name: String, known: String },
     #[error("credential '{credential}' (backend '{backend}'): {source}")]
@@ -67,6 +70,8 @@ pub struct Runtime {
     catalog: Catalog,
     fernet: Arc<FernetBackend>,
     backends: BTreeMap<String, Arc<dyn CredentialBackend>>,
+    /// What each sandboxed backend was granted, for `airlock backends list`.
+    grants: BTreeMap<String, Grant>,
     default_backend: String,
     data_dir: PathBuf,
 }
@@ -83,11 +88,23 @@ impl Runtime {
         let fernet = Arc::new(FernetBackend::new(db.clone(), keys));
         let mut backends: BTreeMap<String, Arc<dyn CredentialBackend>> = BTreeMap::new();
         backends.insert(FERNET.to_owned(), fernet.clone());
+        let mut grants = BTreeMap::new();
+        if !config.backends.is_empty() {
+            // One engine per process; created only when a sandboxed backend is configured.
+            let engine = backend_loader::engine(&config.data_dir)?;
+            for (name, section) in &config.backends {
+                let (backend, grant) =
+                    backend_loader::load(&engine, name, section, &config.base_dir(), env)?;
+                backends.insert(name.clone(), Arc::new(backend));
+                grants.insert(name.clone(), grant);
+            }
+        }
         let runtime = Runtime {
             catalog: Catalog::new(db.clone()),
             db,
             fernet,
             backends,
+            grants,
             default_backend: config.default_backend.clone(),
             data_dir: config.data_dir.clone(),
         };
@@ -118,6 +135,11 @@ impl Runtime {
     /// The configured backends by name.
     pub fn backends(&self) -> impl Iterator<Item = (&str, &Arc<dyn CredentialBackend>)> {
         self.backends.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// What the sandboxed backend `name` was granted (`None` for the Fernet vault).
+    pub fn grant(&self, name: &str) -> Option<&Grant> {
+        self.grants.get(name)
     }
 
     /// The backend called `name`, or an error listing the configured ones.
