@@ -20,6 +20,16 @@
 //! | `big-value` | returns a 2 MiB value (more than a secret may hold) |
 //! | `sleep` | sleeps 60 s through WASI clocks (wall-time limit) |
 //! | `count` | counts calls in this instance (state between pooled calls) |
+//! | `fetch` | sends the request the credential's `locator` describes (see below) |
+//!
+//! `fetch` reads the locator as a small JSON request description,
+//! `{"url": "…", "method": "GET", "headers": [["X-Vault-Token", "mine"]], "body": "…"}`
+//! (`method` defaults to `GET`, `headers` to none, `body` to no body), sends it through the
+//! `http` import exactly as written, and reports what the guest saw: on a response
+//! `status=302 location=URL bytes=N body=TEXT` (`location` is `-` when absent; `body` is
+//! the first 256 bytes, lossily decoded), on an `http-error`
+//! `Err(unavailable("KIND: MESSAGE"))`, KIND being the WIT case name (`denied`,
+//! `too-large`, …). A locator that does not parse is `Err(invalid-config(…))`.
 //!
 //! `get-values` answers a list whose first id is `wrong-length` with no results at all.
 //! `init` fails when the config key `fail_init` is set.
@@ -71,8 +81,270 @@ fn get(url: String) -> Request {
     }
 }
 
-fn attack(id: &str) -> Result<String, BackendError> {
+/// A JSON value, as much of JSON as a request description needs (booleans and numbers
+/// are recognised but carry nothing: no field takes one).
+#[derive(Debug)]
+enum Json {
+    Null,
+    Bool,
+    Number,
+    Text(String),
+    List(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+/// A recursive-descent JSON reader over the locator text.
+struct JsonReader<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl JsonReader<'_> {
+    fn parse(text: &str) -> Result<Json, String> {
+        let mut reader = JsonReader {
+            text: text.as_bytes(),
+            at: 0,
+        };
+        let value = reader.value(0)?;
+        reader.skip_space();
+        if reader.at != reader.text.len() {
+            return Err(format!("trailing text at byte {}", reader.at));
+        }
+        Ok(value)
+    }
+
+    fn skip_space(&mut self) {
+        while self.text.get(self.at).is_some_and(u8::is_ascii_whitespace) {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_space();
+        self.text.get(self.at).copied()
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), String> {
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(format!("expected `{}` at byte {}", byte as char, self.at))
+        }
+    }
+
+    fn literal(&mut self, word: &str, value: Json) -> Result<Json, String> {
+        if self.text[self.at..].starts_with(word.as_bytes()) {
+            self.at += word.len();
+            Ok(value)
+        } else {
+            Err(format!("unexpected text at byte {}", self.at))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Json, String> {
+        if depth > 16 {
+            return Err("nested too deeply".into());
+        }
+        match self.peek() {
+            Some(b'"') => self.string().map(Json::Text),
+            Some(b'[') => {
+                self.at += 1;
+                let mut items = Vec::new();
+                if self.peek() == Some(b']') {
+                    self.at += 1;
+                    return Ok(Json::List(items));
+                }
+                loop {
+                    items.push(self.value(depth + 1)?);
+                    if self.peek() == Some(b',') {
+                        self.at += 1;
+                    } else {
+                        self.expect(b']')?;
+                        return Ok(Json::List(items));
+                    }
+                }
+            }
+            Some(b'{') => {
+                self.at += 1;
+                let mut fields = Vec::new();
+                if self.peek() == Some(b'}') {
+                    self.at += 1;
+                    return Ok(Json::Object(fields));
+                }
+                loop {
+                    if self.peek() != Some(b'"') {
+                        return Err(format!("expected a key at byte {}", self.at));
+                    }
+                    let key = self.string()?;
+                    self.expect(b':')?;
+                    fields.push((key, self.value(depth + 1)?));
+                    if self.peek() == Some(b',') {
+                        self.at += 1;
+                    } else {
+                        self.expect(b'}')?;
+                        return Ok(Json::Object(fields));
+                    }
+                }
+            }
+            Some(b't') => self.literal("true", Json::Bool),
+            Some(b'f') => self.literal("false", Json::Bool),
+            Some(b'n') => self.literal("null", Json::Null),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.at;
+                while self
+                    .text
+                    .get(self.at)
+                    .is_some_and(|b| matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                {
+                    self.at += 1;
+                }
+                let number = std::str::from_utf8(&self.text[start..self.at]).unwrap_or("");
+                number
+                    .parse::<f64>()
+                    .map(|_| Json::Number)
+                    .map_err(|_| format!("bad number at byte {start}"))
+            }
+            _ => Err(format!("unexpected text at byte {}", self.at)),
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let digits = self
+            .text
+            .get(self.at..self.at + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u32::from_str_radix(d, 16).ok())
+            .ok_or_else(|| format!("bad \\u escape at byte {}", self.at))?;
+        self.at += 4;
+        Ok(digits)
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.expect(b'"')?;
+        let mut out = String::new();
+        loop {
+            let start = self.at;
+            while self
+                .text
+                .get(self.at)
+                .is_some_and(|b| *b != b'"' && *b != b'\\')
+            {
+                self.at += 1;
+            }
+            out.push_str(
+                std::str::from_utf8(&self.text[start..self.at]).map_err(|e| e.to_string())?,
+            );
+            match self.text.get(self.at) {
+                Some(b'"') => {
+                    self.at += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    let escape = self.text.get(self.at + 1).copied();
+                    self.at += 2;
+                    match escape {
+                        Some(b'"') => out.push('"'),
+                        Some(b'\\') => out.push('\\'),
+                        Some(b'/') => out.push('/'),
+                        Some(b'b') => out.push('\u{8}'),
+                        Some(b'f') => out.push('\u{c}'),
+                        Some(b'n') => out.push('\n'),
+                        Some(b'r') => out.push('\r'),
+                        Some(b't') => out.push('\t'),
+                        Some(b'u') => {
+                            let mut code = self.hex4()?;
+                            if (0xd800..0xdc00).contains(&code)
+                                && self.text[self.at..].starts_with(b"\\u")
+                            {
+                                self.at += 2;
+                                let low = self.hex4()?;
+                                code = 0x10000
+                                    + ((code - 0xd800) << 10)
+                                    + (low.wrapping_sub(0xdc00) & 0x3ff);
+                            }
+                            out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                        }
+                        _ => return Err(format!("bad escape at byte {}", self.at - 1)),
+                    }
+                }
+                _ => return Err("unterminated string".into()),
+            }
+        }
+    }
+}
+
+/// The request a `fetch` locator describes.
+fn fetch_request(locator: &str) -> Result<Request, String> {
+    let Json::Object(fields) = JsonReader::parse(locator)? else {
+        return Err("the locator is not a JSON object".into());
+    };
+    let mut request = get(String::new());
+    for (key, value) in fields {
+        match (key.as_str(), value) {
+            ("url", Json::Text(url)) => request.url = url,
+            ("method", Json::Text(method)) => {
+                request.method = match method.as_str() {
+                    "GET" => Method::Get,
+                    "HEAD" => Method::Head,
+                    "POST" => Method::Post,
+                    "PUT" => Method::Put,
+                    "PATCH" => Method::Patch,
+                    "DELETE" => Method::Delete,
+                    "OPTIONS" => Method::Options,
+                    _ => Method::Other(method),
+                }
+            }
+            ("headers", Json::List(headers)) => {
+                for header in headers {
+                    match header {
+                        Json::List(pair) => match <[Json; 2]>::try_from(pair) {
+                            Ok([Json::Text(name), Json::Text(value)]) => {
+                                request.headers.push((name, value))
+                            }
+                            _ => return Err("a header is not a [name, value] pair".into()),
+                        },
+                        _ => return Err("a header is not a [name, value] pair".into()),
+                    }
+                }
+            }
+            ("body", Json::Text(body)) => request.body = Some(body.into_bytes()),
+            ("body", Json::Null) => request.body = None,
+            (other, value) => return Err(format!("unexpected field {other:?}: {value:?}")),
+        }
+    }
+    if request.url.is_empty() {
+        return Err("the locator has no url".into());
+    }
+    Ok(request)
+}
+
+/// `fetch`: send the described request and report what came back.
+fn fetch(locator: Option<&str>) -> Result<String, BackendError> {
+    let request = fetch_request(locator.unwrap_or_default())
+        .map_err(|e| BackendError::InvalidConfig(format!("bad fetch locator: {e}")))?;
+    match http::send(&request) {
+        Ok(response) => {
+            let location = response
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("location"))
+                .map_or("-", |(_, value)| value.as_str());
+            let shown = &response.body[..response.body.len().min(256)];
+            Ok(format!(
+                "status={} location={location} bytes={} body={}",
+                response.status,
+                response.body.len(),
+                String::from_utf8_lossy(shown)
+            ))
+        }
+        Err(e) => Err(BackendError::Unavailable(http_error(&e))),
+    }
+}
+
+fn attack(id: &str, locator: Option<&str>) -> Result<String, BackendError> {
     match id {
+        "fetch" => fetch(locator),
         "spin" => {
             let mut x: u64 = 0;
             loop {
@@ -183,14 +455,17 @@ impl Guest for Hostile {
     }
 
     fn get_value(cred: CredentialRef) -> Result<String, BackendError> {
-        attack(&cred.id)
+        attack(&cred.id, cred.locator.as_deref())
     }
 
     fn get_values(creds: Vec<CredentialRef>) -> Vec<Result<String, BackendError>> {
         if creds.first().is_some_and(|c| c.id == "wrong-length") {
             return Vec::new();
         }
-        creds.iter().map(|c| attack(&c.id)).collect()
+        creds
+            .iter()
+            .map(|c| attack(&c.id, c.locator.as_deref()))
+            .collect()
     }
 
     fn store_value(_cred: CredentialRef, _value: String) -> Result<(), BackendError> {
