@@ -173,11 +173,21 @@ fn unknown_backend_names() {
         al,
         &[
             ("AIRLOCK_VAULT_KEY", &key),
+            ("JENTIC_CREDENTIAL_BACKEND", "hashicorp"),
+        ],
+    );
+    al.run(&["credentials", "list"])
+        .fails_with("unknown backend 'hashicorp'");
+    // Jentic Mini's `bitwarden` needs its URL or token.
+    let al = with_env_only(
+        al,
+        &[
+            ("AIRLOCK_VAULT_KEY", &key),
             ("JENTIC_CREDENTIAL_BACKEND", "bitwarden"),
         ],
     );
     al.run(&["credentials", "list"])
-        .fails_with("unknown backend 'bitwarden'");
+        .fails_with("needs JENTIC_BITWARDEN_URL (bw serve) or JENTIC_BITWARDEN_TOKEN");
     assert_eq!(al.snapshot(), before);
 }
 
