@@ -259,6 +259,25 @@ impl Catalog {
         Ok(found.is_some())
     }
 
+    /// Credential `id` if `toolkit` may use it, in one query; `None` both when it does not
+    /// exist and when it is not bound, so callers cannot tell the two apart.
+    pub fn get_visible_credential(
+        &self,
+        toolkit: &str,
+        id: &str,
+    ) -> Result<Option<Credential>, CatalogError> {
+        let conn = self.db.lock();
+        if toolkit == DEFAULT_TOOLKIT {
+            return get_credential_in(&conn, id);
+        }
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials
+             WHERE id = ?2 AND EXISTS (SELECT 1 FROM toolkit_credentials b
+                                       WHERE b.toolkit_id = ?1 AND b.credential_id = ?2)"
+        ))?;
+        Ok(stmt.query_row([toolkit, id], credential_from_row).optional()?)
+    }
+
     /// Delete a credential's metadata and bindings (and, by cascade, a Fernet ciphertext).
     pub fn remove_credential(&self, id: &str) -> Result<Credential, CatalogError> {
         let mut conn = self.db.lock();
@@ -350,6 +369,16 @@ impl Catalog {
             })
     }
 
+    /// Whether toolkit `id` exists.
+    pub fn toolkit_exists(&self, id: &str) -> Result<bool, CatalogError> {
+        let conn = self.db.lock();
+        match require_toolkit(&conn, id) {
+            Ok(()) => Ok(true),
+            Err(CatalogError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every toolkit, ordered by id, with its number of visible credentials.
     pub fn list_toolkits(&self) -> Result<Vec<Toolkit>, CatalogError> {
         let conn = self.db.lock();
@@ -371,6 +400,28 @@ impl Catalog {
             })
         })?;
         rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
+    }
+
+    /// Delete a toolkit with its bindings and keys. The `default` toolkit cannot be removed.
+    pub fn remove_toolkit(&self, id: &str) -> Result<Toolkit, CatalogError> {
+        if id == DEFAULT_TOOLKIT {
+            return Err(CatalogError::Invalid {
+                field: "toolkit",
+                reason: "the default toolkit cannot be removed".into(),
+            });
+        }
+        let old = self.get_toolkit(id)?;
+        let mut conn = self.db.lock();
+        let tx = conn.transaction()?;
+        let n = tx.execute("DELETE FROM toolkits WHERE id = ?1", [id])?;
+        if n == 0 {
+            return Err(CatalogError::NotFound {
+                kind: "toolkit",
+                id: id.to_owned(),
+            });
+        }
+        tx.commit()?;
+        Ok(old)
     }
 
     /// Let `toolkit` use credential `credential`. Binding twice is `Unchanged`.
@@ -703,12 +754,23 @@ mod tests {
             .map(|t| (t.id, t.credential_count))
             .collect();
         assert_eq!(counts, [("default".into(), 2), ("tk1".into(), 1)]);
+        assert_eq!(cat.get_visible_credential("tk1", "a").unwrap().unwrap().id, "a");
+        assert!(cat.get_visible_credential("tk1", "b").unwrap().is_none());
+        assert!(cat.get_visible_credential("tk1", "zzz").unwrap().is_none());
+        assert!(cat.get_visible_credential("default", "b").unwrap().is_some());
         cat.unbind("tk1", "a").unwrap();
         assert!(cat.unbind("tk1", "a").is_err());
         // Removing a credential removes its bindings.
         cat.bind("tk1", "b").unwrap();
         cat.remove_credential("b").unwrap();
         assert!(cat.list_bindings().unwrap().is_empty());
+        // Removing a toolkit removes its bindings; default stays.
+        cat.bind("tk1", "a").unwrap();
+        assert_eq!(cat.remove_toolkit("tk1").unwrap().id, "tk1");
+        assert!(cat.list_bindings().unwrap().is_empty());
+        assert!(!cat.toolkit_exists("tk1").unwrap());
+        assert!(cat.remove_toolkit("default").is_err());
+        assert!(cat.remove_toolkit("tk1").is_err());
     }
 
     #[test]

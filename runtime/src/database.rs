@@ -73,6 +73,50 @@ const MIGRATIONS: &[&str] = &[
         token TEXT NOT NULL
     ) STRICT;
     "#,
+    // 2: the service: toolkit keys and admin tokens (SHA-256 hashes only), audit events.
+    r#"
+    CREATE TABLE toolkit_keys (
+        id            TEXT PRIMARY KEY NOT NULL,
+        toolkit_id    TEXT NOT NULL REFERENCES toolkits (id) ON DELETE CASCADE,
+        hash          BLOB NOT NULL CHECK (length(hash) = 32),
+        label         TEXT,
+        allowed_cidrs TEXT NOT NULL DEFAULT '[]'
+                      CHECK (json_valid(allowed_cidrs) AND json_type(allowed_cidrs) = 'array'),
+        created_at    TEXT NOT NULL,
+        revoked_at    TEXT
+    ) STRICT;
+    CREATE INDEX toolkit_keys_by_toolkit ON toolkit_keys (toolkit_id);
+
+    CREATE TABLE admin_tokens (
+        id         TEXT PRIMARY KEY NOT NULL,
+        hash       BLOB NOT NULL CHECK (length(hash) = 32),
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    ) STRICT;
+
+    -- Append-only. No foreign keys: an event outlives the toolkit, key or credential it
+    -- names.
+    CREATE TABLE audit_events (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        at            TEXT NOT NULL,
+        actor         TEXT NOT NULL,
+        key_id        TEXT,
+        toolkit_id    TEXT,
+        action        TEXT NOT NULL,
+        credential_id TEXT,
+        api_id        TEXT,
+        backend       TEXT,
+        target        TEXT,
+        outcome       TEXT NOT NULL,
+        status        INTEGER,
+        latency_us    INTEGER,
+        client_ip     TEXT,
+        request_id    TEXT
+    ) STRICT;
+    CREATE INDEX audit_events_by_toolkit ON audit_events (toolkit_id, id);
+    CREATE INDEX audit_events_by_credential ON audit_events (credential_id, id);
+    CREATE INDEX audit_events_by_at ON audit_events (at);
+    "#,
 ];
 
 /// The SQL expression for "now" used in every timestamp column (UTC, RFC 3339, ms).
