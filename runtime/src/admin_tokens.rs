@@ -110,8 +110,9 @@ impl AdminTokens {
     /// The id of the admin token `presented` is, or `None`.
     pub fn verify(&self, presented: &str) -> Result<Option<String>, AdminTokenError> {
         match &self.mode {
-            Mode::Env { hash } => Ok(token::hash_matches(presented, hash)
-                .then(|| ENV_TOKEN_ID.to_owned())),
+            Mode::Env { hash } => {
+                Ok(token::hash_matches(presented, hash).then(|| ENV_TOKEN_ID.to_owned()))
+            }
             Mode::Stored => {
                 let Some(id) = token::id_of(ADMIN_PREFIX, presented) else {
                     return Ok(None);

@@ -289,7 +289,9 @@ fn write_batch(db: &Database, events: &[Box<AuditEvent>]) -> Result<(), rusqlite
 }
 
 fn insert(conn: &rusqlite::Connection, e: &AuditEvent) -> Result<(), rusqlite::Error> {
-    let latency = e.latency.map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    let latency = e
+        .latency
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
     conn.prepare_cached(
         "INSERT INTO audit_events (at, actor, key_id, toolkit_id, action, credential_id,
          api_id, backend, target, outcome, status, latency_us, client_ip, request_id)
@@ -512,8 +514,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open_in(dir.path()).unwrap();
         let metrics = Arc::new(Metrics::new());
-        let log = AuditLog::start(db.clone(), metrics.clone(), Some(Duration::from_secs(86_400)))
-            .unwrap();
+        let log = AuditLog::start(
+            db.clone(),
+            metrics.clone(),
+            Some(Duration::from_secs(86_400)),
+        )
+        .unwrap();
         for i in 0..1200 {
             let mut e = AuditEvent::new(Actor::Toolkit, "credential.resolve");
             e.toolkit = Some(if i % 2 == 0 { "a" } else { "b" }.into());
@@ -558,12 +564,30 @@ mod tests {
         .unwrap();
         assert_eq!(conflicts.len(), 1);
         assert_eq!(conflicts[0].actor, "admin");
-        assert_eq!(metrics.counter("airlock_audit_events_total", &["written"]), 1201);
+        assert_eq!(
+            metrics.counter("airlock_audit_events_total", &["written"]),
+            1201
+        );
         assert!(matches!(
-            query(&db, &AuditQuery { since: Some("yesterday".into()), ..Default::default() }),
+            query(
+                &db,
+                &AuditQuery {
+                    since: Some("yesterday".into()),
+                    ..Default::default()
+                }
+            ),
             Err(AuditError::Invalid { field: "since", .. })
         ));
-        assert!(query(&db, &AuditQuery { limit: Some(0), ..Default::default() }).is_err());
+        assert!(
+            query(
+                &db,
+                &AuditQuery {
+                    limit: Some(0),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
     }
 
     #[test]

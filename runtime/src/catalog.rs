@@ -275,7 +275,9 @@ impl Catalog {
              WHERE id = ?2 AND EXISTS (SELECT 1 FROM toolkit_credentials b
                                        WHERE b.toolkit_id = ?1 AND b.credential_id = ?2)"
         ))?;
-        Ok(stmt.query_row([toolkit, id], credential_from_row).optional()?)
+        Ok(stmt
+            .query_row([toolkit, id], credential_from_row)
+            .optional()?)
     }
 
     /// Delete a credential's metadata and bindings (and, by cascade, a Fernet ciphertext).
@@ -754,10 +756,17 @@ mod tests {
             .map(|t| (t.id, t.credential_count))
             .collect();
         assert_eq!(counts, [("default".into(), 2), ("tk1".into(), 1)]);
-        assert_eq!(cat.get_visible_credential("tk1", "a").unwrap().unwrap().id, "a");
+        assert_eq!(
+            cat.get_visible_credential("tk1", "a").unwrap().unwrap().id,
+            "a"
+        );
         assert!(cat.get_visible_credential("tk1", "b").unwrap().is_none());
         assert!(cat.get_visible_credential("tk1", "zzz").unwrap().is_none());
-        assert!(cat.get_visible_credential("default", "b").unwrap().is_some());
+        assert!(
+            cat.get_visible_credential("default", "b")
+                .unwrap()
+                .is_some()
+        );
         cat.unbind("tk1", "a").unwrap();
         assert!(cat.unbind("tk1", "a").is_err());
         // Removing a credential removes its bindings.

@@ -90,9 +90,9 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| {
-                SocketAddr::from(([127, 0, 0, 1], 8900))
-            }),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8900))),
             tls: None,
             max_body_bytes: 2 * 1024 * 1024,
             request_timeout_ms: 10_000,
@@ -126,9 +126,19 @@ impl ServerConfig {
                 Err(format!("{name} = {v}: must be between {lo} and {hi}"))
             }
         };
-        range("max_body_bytes", self.max_body_bytes, 1024, 64 * 1024 * 1024)?;
+        range(
+            "max_body_bytes",
+            self.max_body_bytes,
+            1024,
+            64 * 1024 * 1024,
+        )?;
         range("request_timeout_ms", self.request_timeout_ms, 100, 600_000)?;
-        range("header_read_timeout_ms", self.header_read_timeout_ms, 100, 600_000)?;
+        range(
+            "header_read_timeout_ms",
+            self.header_read_timeout_ms,
+            100,
+            600_000,
+        )?;
         range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000)?;
         range(
             "max_connections",
@@ -197,7 +207,8 @@ impl RateLimitConfig {
         if per_second == 0.0 {
             return Ok(None);
         }
-        let burst = burst.unwrap_or_else(|| (per_second * 2.0).ceil().min(f64::from(u32::MAX)) as u32);
+        let burst =
+            burst.unwrap_or_else(|| (per_second * 2.0).ceil().min(f64::from(u32::MAX)) as u32);
         if burst == 0 {
             return Err(format!("{what}: burst must be at least 1"));
         }
@@ -242,7 +253,8 @@ impl Default for AuditConfig {
 
 impl AuditConfig {
     pub fn retention(&self) -> Option<Duration> {
-        (self.retention_days > 0).then(|| Duration::from_secs(u64::from(self.retention_days) * 86_400))
+        (self.retention_days > 0)
+            .then(|| Duration::from_secs(u64::from(self.retention_days) * 86_400))
     }
 }
 
@@ -505,12 +517,10 @@ impl Config {
             tls.cert = file_dir.join(&tls.cert);
             tls.key = file_dir.join(&tls.key);
         }
-        server
-            .validate()
-            .map_err(|message| ConfigError::Server {
-                source_name,
-                message,
-            })?;
+        server.validate().map_err(|message| ConfigError::Server {
+            source_name,
+            message,
+        })?;
         Ok(Config {
             data_dir,
             default_backend,
@@ -608,7 +618,10 @@ mod tests {
             }
         );
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8900");
-        assert_eq!(c.server.rate_limit.default_rate().unwrap().unwrap().burst, 2000.0);
+        assert_eq!(
+            c.server.rate_limit.default_rate().unwrap().unwrap().burst,
+            2000.0
+        );
     }
 
     #[test]
@@ -651,13 +664,22 @@ cache = { ttl_ms = 30000, stale_if_error_ms = 60000 }
         let c = Config::load(&o, &env_of(&[])).unwrap();
         assert_eq!(c.server.listen.port(), 9000);
         assert_eq!(c.server.request_timeout(), Duration::from_secs(2));
-        assert_eq!(c.server.tls.as_ref().unwrap().cert, dir.path().join("tls/cert.pem"));
+        assert_eq!(
+            c.server.tls.as_ref().unwrap().cert,
+            dir.path().join("tls/cert.pem")
+        );
         assert_eq!(c.server.rate_limit.toolkit_rate("batch").unwrap(), None);
         assert_eq!(
             c.server.rate_limit.toolkit_rate("other").unwrap(),
-            Some(Rate { per_second: 50.0, burst: 10.0 })
+            Some(Rate {
+                per_second: 50.0,
+                burst: 10.0
+            })
         );
-        assert_eq!(c.server.audit.retention(), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(
+            c.server.audit.retention(),
+            Some(Duration::from_secs(7 * 86_400))
+        );
         let cache = c.backends["vault"].cache.settings();
         assert_eq!(cache.ttl, Duration::from_secs(30));
         assert_eq!(cache.stale_if_error, Duration::from_secs(60));
@@ -670,7 +692,10 @@ cache = { ttl_ms = 30000, stale_if_error_ms = 60000 }
             ("[server]\nlisten_addr = \"127.0.0.1:1\"\n", "listen_addr"),
             ("[server]\nmax_body_bytes = 10\n", "max_body_bytes = 10"),
             ("[server]\nrequest_timeout_ms = 0\n", "request_timeout_ms"),
-            ("[server.rate_limit]\nrequests_per_second = -1\n", "requests_per_second"),
+            (
+                "[server.rate_limit]\nrequests_per_second = -1\n",
+                "requests_per_second",
+            ),
             ("[server.rate_limit]\nburst = 0\n", "burst"),
             ("[server.tls]\ncert = \"c.pem\"\n", "key"),
             (

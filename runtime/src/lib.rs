@@ -21,6 +21,7 @@ pub mod rate_limit;
 pub mod references;
 pub mod runtime;
 pub mod secret;
+pub mod service;
 pub mod token;
 pub mod toolkit_keys;
 pub mod value_cache;

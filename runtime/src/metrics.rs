@@ -396,7 +396,10 @@ mod tests {
         assert!(text.contains("backend=\"vault \\\"prod\\\"\\n\",outcome=\"ok\"} 1"));
         assert!(text.contains("# TYPE airlock_sandbox_traps_total counter"));
         assert_eq!(
-            m.counter("airlock_http_requests_total", &["/v1/credentials", "GET", "200"]),
+            m.counter(
+                "airlock_http_requests_total",
+                &["/v1/credentials", "GET", "200"]
+            ),
             2
         );
     }

@@ -121,7 +121,10 @@ mod tests {
         // Another toolkit has its own bucket.
         assert_eq!(rl.check_at("b", t0), Decision::Allowed);
         // 100 ms later one token is back.
-        assert_eq!(rl.check_at("a", t0 + Duration::from_millis(100)), Decision::Allowed);
+        assert_eq!(
+            rl.check_at("a", t0 + Duration::from_millis(100)),
+            Decision::Allowed
+        );
         assert!(matches!(
             rl.check_at("a", t0 + Duration::from_millis(100)),
             Decision::Limited { .. }

@@ -60,6 +60,8 @@ pub struct ResolvedCredential {
     pub auth_type: String,
     pub identity: Option<String>,
     pub backend: String,
+    /// Broker-facing extras (injection scheme, routes), as in the catalog.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
     /// The value, or why this one credential could not be resolved (the others still are).
     #[serde(skip)]
     pub value: Result<Secret, BackendError>,
@@ -147,11 +149,7 @@ impl Runtime {
             return Err(RuntimeError::DuplicateBackend(name.to_owned()));
         }
         crate::catalog::validate_id("backend name", name)?;
-        let cached = Arc::new(CachedBackend::new(
-            backend,
-            settings,
-            self.metrics.clone(),
-        ));
+        let cached = Arc::new(CachedBackend::new(backend, settings, self.metrics.clone()));
         self.backends.insert(name.to_owned(), cached.clone());
         self.caches.insert(name.to_owned(), cached.clone());
         Ok(cached)
@@ -314,6 +312,7 @@ impl Runtime {
                 auth_type: c.auth_type.clone(),
                 identity: c.identity.clone(),
                 backend: c.backend.clone(),
+                attributes: c.attributes.clone(),
                 value: values
                     .remove(c.id.as_str())
                     .unwrap_or(Err(BackendError::NotFound)),

@@ -88,7 +88,13 @@ mod tests {
         assert!(hash_matches(a.token.expose(), &a.hash));
         assert!(!hash_matches(b.token.expose(), &a.hash));
         assert!(!hash_matches(a.token.expose(), &a.hash[..31]));
-        for bad in ["", "tk_", "tk_abc_def", "tk_0123456789abcdef_xyz", "tk_0123456789ABCDEF_"] {
+        for bad in [
+            "",
+            "tk_",
+            "tk_abc_def",
+            "tk_0123456789abcdef_xyz",
+            "tk_0123456789ABCDEF_",
+        ] {
             assert_eq!(id_of("tk_", bad), None, "{bad}");
         }
     }

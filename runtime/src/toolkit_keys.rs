@@ -325,7 +325,9 @@ mod tests {
         let created = keys.create("agents", Some("ci"), &[]).unwrap();
         let token = created.secret.expose().to_owned();
         assert!(token.starts_with("tk_"));
-        assert!(matches!(keys.verify(&token).unwrap(), Verified::Valid(k) if k.toolkit == "agents"));
+        assert!(
+            matches!(keys.verify(&token).unwrap(), Verified::Valid(k) if k.toolkit == "agents")
+        );
         // One character off: unknown, not revoked, not an error.
         let mut wrong = token.clone();
         let last = if wrong.ends_with('0') { '1' } else { '0' };
@@ -337,7 +339,10 @@ mod tests {
         assert!(newly && k.is_revoked());
         assert!(!keys.revoke(&created.key.id).unwrap().1);
         assert!(matches!(keys.verify(&token).unwrap(), Verified::Revoked(_)));
-        assert!(matches!(keys.revoke("nope"), Err(ToolkitKeyError::NotFound(_))));
+        assert!(matches!(
+            keys.revoke("nope"),
+            Err(ToolkitKeyError::NotFound(_))
+        ));
         assert_eq!(keys.list(Some("agents")).unwrap().len(), 1);
         assert!(keys.list(Some("nope")).is_err());
         assert!(matches!(

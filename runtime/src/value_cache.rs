@@ -266,7 +266,10 @@ impl Core {
     async fn fly(core: Arc<Core>, items: Vec<(FlightKey, Arc<Flight>, CredentialRef)>) {
         let mut guard = LeaderGuard {
             core: core.clone(),
-            items: items.iter().map(|(k, f, _)| (k.clone(), f.clone())).collect(),
+            items: items
+                .iter()
+                .map(|(k, f, _)| (k.clone(), f.clone()))
+                .collect(),
         };
         let refs: Vec<CredentialRef> = items.into_iter().map(|(_, _, r)| r).collect();
         let call = async {
@@ -533,7 +536,11 @@ mod tests {
         let b = cached(&fake, 0, 0);
         let answers = concurrent(&b, "x", 100).await;
         assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
-        assert!(answers.iter().all(|a| a.as_ref().unwrap().expose() == "v1:x"));
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.as_ref().unwrap().expose() == "v1:x")
+        );
         // Cache off: the next lookup is a new call.
         b.get_value(&cref("x")).await.unwrap();
         assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
@@ -546,7 +553,11 @@ mod tests {
         let b = cached(&fake, 150, 0);
         assert_eq!(b.get_value(&cref("x")).await.unwrap().expose(), "v1:x");
         assert_eq!(b.get_value(&cref("x")).await.unwrap().expose(), "v1:x");
-        assert_eq!(fake.calls.load(Ordering::SeqCst), 1, "second lookup is a hit");
+        assert_eq!(
+            fake.calls.load(Ordering::SeqCst),
+            1,
+            "second lookup is a hit"
+        );
         b.store_value(&cref("x"), &Secret::new("v2".into()).unwrap())
             .await
             .unwrap();
@@ -606,7 +617,11 @@ mod tests {
         fake.panic.store(true, Ordering::SeqCst);
         let b = cached(&fake, 1000, 0);
         let answers = concurrent(&b, "x", 10).await;
-        assert!(answers.iter().all(|a| matches!(a, Err(BackendError::Internal(_)))));
+        assert!(
+            answers
+                .iter()
+                .all(|a| matches!(a, Err(BackendError::Internal(_))))
+        );
         fake.panic.store(false, Ordering::SeqCst);
         assert!(b.get_value(&cref("x")).await.is_ok());
     }
@@ -619,7 +634,11 @@ mod tests {
         assert!(r.is_err(), "the caller gave up");
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(b.get_value(&cref("x")).await.unwrap().expose(), "v1:x");
-        assert_eq!(fake.calls.load(Ordering::SeqCst), 1, "the call landed in the cache");
+        assert_eq!(
+            fake.calls.load(Ordering::SeqCst),
+            1,
+            "the call landed in the cache"
+        );
     }
 
     #[tokio::test]
@@ -627,11 +646,20 @@ mod tests {
         let fake = Fake::new(Duration::ZERO);
         let b = cached(&fake, 60_000, 0);
         b.get_value(&cref("a")).await.unwrap();
-        let got = b.get_values(&[cref("a"), cref("b"), cref("c"), cref("b")]).await;
-        let got: Vec<String> = got.into_iter().map(|r| r.unwrap().expose().into()).collect();
+        let got = b
+            .get_values(&[cref("a"), cref("b"), cref("c"), cref("b")])
+            .await;
+        let got: Vec<String> = got
+            .into_iter()
+            .map(|r| r.unwrap().expose().into())
+            .collect();
         assert_eq!(got, ["v1:a", "v1:b", "v1:c", "v1:b"]);
         assert_eq!(fake.batch_calls.load(Ordering::SeqCst), 1);
-        assert_eq!(fake.calls.load(Ordering::SeqCst), 3, "a was a hit; b asked once");
+        assert_eq!(
+            fake.calls.load(Ordering::SeqCst),
+            3,
+            "a was a hit; b asked once"
+        );
         // max_entries = 3: a fourth value is served but not cached.
         b.get_value(&cref("d")).await.unwrap();
         assert_eq!(b.cached_len(), 3);
