@@ -435,7 +435,16 @@ async fn bad_bodies_are_clear_4xx_and_audited() {
     let admin = s.admin();
     admin.create_credential("c", "api", None).await;
     let json_ct = [("content-type", "application/json")];
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    /// (method, path, headers, body, expected status, expected code)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case<'_>> = vec![
         (
             "POST",
             "/v1/credentials",
@@ -540,7 +549,6 @@ async fn bad_bodies_are_clear_4xx_and_audited() {
                 .is_some_and(|m| !m.is_empty())
         );
     }
-    // A body larger than the limit without Content-Length (chunked) is cut off too.
     // Unknown routes and methods are JSON as well.
     admin
         .get("/v1/nothing")

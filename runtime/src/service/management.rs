@@ -34,11 +34,9 @@ type St = State<Arc<ServiceState>>;
 
 /// Authenticate and split the request; a 401 is answered here (and not audited: there
 /// is no one to attribute it to).
-fn start(st: &ServiceState, req: Request) -> Result<(Ctx, Caller, Parts, Body), Response> {
+fn start(st: &ServiceState, req: Request) -> Result<(Ctx, Caller, Parts, Body), ApiError> {
     let ctx = Ctx::of(&req);
-    let caller = st
-        .authenticate(req.headers())
-        .map_err(IntoResponse::into_response)?;
+    let caller = st.authenticate(req.headers())?;
     let (parts, body) = req.into_parts();
     Ok((ctx, caller, parts, body))
 }
@@ -113,7 +111,7 @@ pub async fn list_credentials(
 ) -> Response {
     let (ctx, caller, _, _) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     match &caller {
         Caller::Admin { .. } => respond((|| {
@@ -188,7 +186,7 @@ impl CredentialBody {
 pub async fn create_credential(State(st): St, req: Request) -> Response {
     let (ctx, caller, parts, body) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mut draft = st.draft(&ctx, &caller, "credential.create");
     let result = async {
@@ -224,7 +222,7 @@ pub async fn create_credential(State(st): St, req: Request) -> Response {
 pub async fn get_credential(State(st): St, id: String, req: Request) -> Response {
     let (ctx, caller, _, _) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     match &caller {
         Caller::Admin { .. } => respond(
@@ -258,7 +256,7 @@ pub async fn get_credential(State(st): St, id: String, req: Request) -> Response
 pub async fn put_credential(State(st): St, id: String, req: Request) -> Response {
     let (ctx, caller, parts, body) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mut draft = st.draft(&ctx, &caller, "credential.update");
     draft.set(|e| e.credential_id = Some(id.clone()));
@@ -332,7 +330,7 @@ pub async fn delete_credential(State(st): St, id: String, req: Request) -> Respo
     let q = Query::<DeleteCredentialQuery>::try_from_uri(req.uri());
     let (ctx, caller, _, _) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mut draft = st.draft(&ctx, &caller, "credential.delete");
     draft.set(|e| e.credential_id = Some(id.clone()));
@@ -372,7 +370,7 @@ impl<'de> Deserialize<'de> for SecretField {
 pub async fn put_value(State(st): St, id: String, req: Request) -> Response {
     let (ctx, caller, parts, body) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mut draft = st.draft(&ctx, &caller, "credential.store_value");
     draft.set(|e| e.credential_id = Some(id.clone()));
@@ -398,7 +396,7 @@ pub async fn put_value(State(st): St, id: String, req: Request) -> Response {
 pub async fn delete_value(State(st): St, id: String, req: Request) -> Response {
     let (ctx, caller, _, _) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mut draft = st.draft(&ctx, &caller, "credential.delete_value");
     draft.set(|e| e.credential_id = Some(id.clone()));
@@ -425,7 +423,7 @@ fn admin_read(
 ) -> Response {
     let (_, caller, _, _) = match start(st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     respond(st.require_admin(&caller).and_then(|()| f()))
 }
@@ -457,7 +455,7 @@ pub struct ToolkitBody {
 pub async fn create_toolkit(State(st): St, req: Request) -> Response {
     let (ctx, caller, parts, body) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mut draft = st.draft(&ctx, &caller, "toolkit.create");
     let result = async {
@@ -505,7 +503,7 @@ pub async fn put_toolkit(
 ) -> Response {
     let (ctx, caller, parts, body) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mut draft = st.draft(&ctx, &caller, "toolkit.update");
     let result = async {
@@ -554,7 +552,7 @@ pub async fn delete_toolkit(
 ) -> Response {
     let (ctx, caller, _, _) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mut draft = st.draft(&ctx, &caller, "toolkit.delete");
     let result = async {
@@ -603,7 +601,7 @@ pub async fn bind(
 ) -> Response {
     let (ctx, caller, _, _) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mut draft = st.draft(&ctx, &caller, "binding.create");
     let result = async {
@@ -643,7 +641,7 @@ pub async fn unbind(
 ) -> Response {
     let (ctx, caller, _, _) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mut draft = st.draft(&ctx, &caller, "binding.delete");
     let result = async {
@@ -717,7 +715,7 @@ pub async fn create_key(
 ) -> Response {
     let (ctx, caller, parts, body) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mut draft = st.draft(&ctx, &caller, "key.create");
     let result = async {
@@ -757,7 +755,7 @@ pub async fn revoke_key(
 ) -> Response {
     let (ctx, caller, _, _) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let mut draft = st.draft(&ctx, &caller, "key.revoke");
     let result = async {
@@ -803,7 +801,7 @@ struct BackendView {
 pub async fn list_backends(State(st): St, req: Request) -> Response {
     let (_, caller, _, _) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     if let Err(e) = st.require_admin(&caller) {
         return e.into_response();
@@ -913,7 +911,7 @@ pub async fn audit(
 ) -> Response {
     let (_, caller, _, _) = match start(&st, req) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let result = async {
         st.require_admin(&caller)?;
