@@ -5,8 +5,9 @@
 //! Invariants:
 //! - An event names ids, names, outcome codes, a status, a latency, the client address and
 //!   the request id. It has no field that could hold a value, a token or a request body.
-//! - Rows are appended by one writer thread in batched transactions, so resolutions never
-//!   wait for SQLite's commit on their hot path, and the log line is formatted there too.
+//! - Rows are appended by one writer thread in batched transactions, on its own database
+//!   connection, so resolutions never wait for SQLite's commit (nor for the shared
+//!   connection's lock during one), and the log line is formatted there too.
 //!   The queue is bounded ([`QUEUE_CAPACITY`]); when it is full, producers wait
 //!   (backpressure) rather than drop events. Management writes wait for their event to be
 //!   committed ([`AuditLog::record_durable`]); resolutions do not, so a crash can lose the
@@ -29,8 +30,15 @@ use crate::metrics::Metrics;
 /// Events queued for the writer before producers wait: about a second of traffic at the
 /// benchmark's rate, a few MiB of memory at most.
 pub const QUEUE_CAPACITY: usize = 16_384;
-/// Most events written in one transaction: bounds how long the writer holds the database.
-pub const BATCH_SIZE: usize = 512;
+/// Most events written in one transaction: bounds how long the writer holds the write
+/// lock.
+pub const BATCH_SIZE: usize = 1024;
+/// Pause after each batch. Under load, events queue meanwhile and go out as one
+/// transaction, instead of a commit and a thread wake-up per event (which cost more CPU
+/// than the resolutions themselves); idle, the writer sleeps until the next event. It is
+/// also the most a management write waits for its event to be committed, beyond the
+/// commit itself.
+pub const BATCH_INTERVAL: Duration = Duration::from_millis(5);
 /// Most rows a query returns (and the default when no limit is given is 100).
 pub const MAX_QUERY_LIMIT: u32 = 1_000;
 const DEFAULT_QUERY_LIMIT: u32 = 100;
@@ -155,6 +163,8 @@ pub enum AuditError {
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot start the audit writer: {0}")]
     Spawn(std::io::Error),
+    #[error("the audit writer's database connection: {0}")]
+    Database(#[from] crate::database::DatabaseError),
 }
 
 enum Msg {
@@ -178,7 +188,7 @@ impl AuditLog {
         retention: Option<Duration>,
     ) -> Result<AuditLog, AuditError> {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let writer_db = db.clone();
+        let writer_db = db.reopen()?;
         std::thread::Builder::new()
             .name("airlock-audit".into())
             .spawn(move || writer(writer_db, rx, metrics, retention))
@@ -276,6 +286,7 @@ fn writer(
             last_prune = Some(Instant::now());
             prune(&db, keep);
         }
+        std::thread::sleep(BATCH_INTERVAL);
     }
 }
 

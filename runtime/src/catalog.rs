@@ -95,8 +95,16 @@ pub struct Catalog {
     db: Database,
 }
 
-const CREDENTIAL_COLUMNS: &str = "id, label, api_id, auth_type, identity, backend, locator, \
-                                  description, attributes, created_at, updated_at";
+/// The credential columns, in `credential_from_row`'s order; a macro so hot-path queries
+/// can be `concat!`-ed into constants instead of formatted on every call.
+macro_rules! credential_columns {
+    () => {
+        "id, label, api_id, auth_type, identity, backend, locator, description, attributes, \
+         created_at, updated_at"
+    };
+}
+
+const CREDENTIAL_COLUMNS: &str = credential_columns!();
 
 impl Catalog {
     pub fn new(db: Database) -> Catalog {
@@ -266,18 +274,7 @@ impl Catalog {
         toolkit: &str,
         id: &str,
     ) -> Result<Option<Credential>, CatalogError> {
-        let conn = self.db.lock();
-        if toolkit == DEFAULT_TOOLKIT {
-            return get_credential_in(&conn, id);
-        }
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {CREDENTIAL_COLUMNS} FROM credentials
-             WHERE id = ?2 AND EXISTS (SELECT 1 FROM toolkit_credentials b
-                                       WHERE b.toolkit_id = ?1 AND b.credential_id = ?2)"
-        ))?;
-        Ok(stmt
-            .query_row([toolkit, id], credential_from_row)
-            .optional()?)
+        get_visible_credential_in(&self.db.lock(), toolkit, id)
     }
 
     /// Delete a credential's metadata and bindings (and, by cascade, a Fernet ciphertext).
@@ -488,6 +485,27 @@ impl Catalog {
     }
 }
 
+/// [`Catalog::get_visible_credential`] on a connection the caller holds (so it can share
+/// one read transaction with other lookups).
+pub fn get_visible_credential_in(
+    conn: &rusqlite::Connection,
+    toolkit: &str,
+    id: &str,
+) -> Result<Option<Credential>, CatalogError> {
+    if toolkit == DEFAULT_TOOLKIT {
+        return get_credential_in(conn, id);
+    }
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        credential_columns!(),
+        " FROM credentials WHERE id = ?2 AND EXISTS (SELECT 1 FROM toolkit_credentials b
+          WHERE b.toolkit_id = ?1 AND b.credential_id = ?2)"
+    ))?;
+    Ok(stmt
+        .query_row([toolkit, id], credential_from_row)
+        .optional()?)
+}
+
 fn require_toolkit(conn: &rusqlite::Connection, id: &str) -> Result<(), CatalogError> {
     let found = conn
         .prepare_cached("SELECT 1 FROM toolkits WHERE id = ?1")?
@@ -503,8 +521,10 @@ fn get_credential_in(
     conn: &rusqlite::Connection,
     id: &str,
 ) -> Result<Option<Credential>, CatalogError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE id = ?1"
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        credential_columns!(),
+        " FROM credentials WHERE id = ?1"
     ))?;
     Ok(stmt.query_row([id], credential_from_row).optional()?)
 }

@@ -3,7 +3,9 @@
 //! Invariants: the schema version lives in `PRAGMA user_version` and only moves forward,
 //! one migration per transaction, so a crash mid-upgrade leaves the previous version intact;
 //! WAL mode lets readers (e.g. a CLI beside a running service) proceed during writes;
-//! foreign keys are enforced, so a binding or a ciphertext never outlives its credential.
+//! foreign keys are enforced, so a binding or a ciphertext never outlives its credential;
+//! transactions are `BEGIN IMMEDIATE`, so concurrent writers wait for each other instead of
+//! failing.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -221,11 +223,25 @@ impl Database {
         }
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .map_err(open_err)?;
+        // Every transaction airlock opens writes. Taking the write lock at BEGIN lets
+        // SQLite wait for another connection's write (the busy timeout) instead of
+        // failing at once with SQLITE_BUSY when a deferred transaction that has read must
+        // upgrade after another connection committed (the audit writer, a CLI beside
+        // the service).
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         migrate(&mut conn, path)?;
         Ok(Database {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
         })
+    }
+
+    /// A second, independent connection to the same file, for a component that writes
+    /// in batches (the audit log) and must not hold the shared connection's lock while it
+    /// does: WAL lets the other connection read meanwhile, and SQLite's own locking (with
+    /// the busy timeout) orders the two writers.
+    pub fn reopen(&self) -> Result<Database, DatabaseError> {
+        Database::open(&self.path)
     }
 
     /// Where the database file is.

@@ -125,7 +125,14 @@ pub struct ToolkitKeys {
     db: Database,
 }
 
-const KEY_COLUMNS: &str = "id, toolkit_id, label, allowed_cidrs, created_at, revoked_at";
+/// The key columns, in `key_from_row`'s order (a macro, so queries are constants).
+macro_rules! key_columns {
+    () => {
+        "id, toolkit_id, label, allowed_cidrs, created_at, revoked_at"
+    };
+}
+
+const KEY_COLUMNS: &str = key_columns!();
 
 impl ToolkitKeys {
     pub fn new(db: Database) -> ToolkitKeys {
@@ -240,34 +247,48 @@ impl ToolkitKeys {
     /// comparison of hashes. Reads the database every time, so a revocation made by any
     /// process (the CLI beside a running service) takes effect on the next request.
     pub fn verify(&self, presented: &str) -> Result<Verified, ToolkitKeyError> {
-        let Some(id) = token::id_of(KEY_PREFIX, presented) else {
+        if token::id_of(KEY_PREFIX, presented).is_none() {
             return Ok(Verified::Unknown);
-        };
-        let conn = self.db.lock();
-        let row = conn
-            .prepare_cached(&format!(
-                "SELECT {KEY_COLUMNS}, hash FROM toolkit_keys WHERE id = ?1"
-            ))?
-            .query_row([id], |r| Ok((key_from_row(r)?, r.get::<_, Vec<u8>>(6)?)))
-            .optional()?;
-        drop(conn);
-        Ok(match row {
-            Some((key, hash)) if token::hash_matches(presented, &hash) => {
-                if key.is_revoked() {
-                    Verified::Revoked(key)
-                } else {
-                    Verified::Valid(key)
-                }
-            }
-            _ => Verified::Unknown,
-        })
+        }
+        verify_in(&self.db.lock(), presented)
     }
+}
+
+/// [`ToolkitKeys::verify`] on a connection the caller holds (so the lookup can share one
+/// read transaction with the request's other lookups).
+pub fn verify_in(
+    conn: &rusqlite::Connection,
+    presented: &str,
+) -> Result<Verified, ToolkitKeyError> {
+    let Some(id) = token::id_of(KEY_PREFIX, presented) else {
+        return Ok(Verified::Unknown);
+    };
+    let row = conn
+        .prepare_cached(concat!(
+            "SELECT ",
+            key_columns!(),
+            ", hash FROM toolkit_keys WHERE id = ?1"
+        ))?
+        .query_row([id], |r| Ok((key_from_row(r)?, r.get::<_, Vec<u8>>(6)?)))
+        .optional()?;
+    Ok(match row {
+        Some((key, hash)) if token::hash_matches(presented, &hash) => {
+            if key.is_revoked() {
+                Verified::Revoked(key)
+            } else {
+                Verified::Valid(key)
+            }
+        }
+        _ => Verified::Unknown,
+    })
 }
 
 fn get_in(conn: &rusqlite::Connection, id: &str) -> Result<Option<ToolkitKey>, ToolkitKeyError> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {KEY_COLUMNS} FROM toolkit_keys WHERE id = ?1"
+        .prepare_cached(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM toolkit_keys WHERE id = ?1"
         ))?
         .query_row([id], key_from_row)
         .optional()?)

@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, header};
 use super::ServiceState;
 use super::errors::ApiError;
 use crate::rate_limit::Decision;
-use crate::toolkit_keys::{KEY_PREFIX, ToolkitKey, Verified};
+use crate::toolkit_keys::{KEY_PREFIX, ToolkitKey, Verified, verify_in};
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -51,12 +51,14 @@ impl Caller {
 }
 
 impl ServiceState {
-    /// Identify the caller, or answer 401.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let fail = |reason: &'static str, message: &str| {
-            self.metrics.auth_failure(401, reason);
-            ApiError::unauthorized(message)
-        };
+    fn unauthorized(&self, reason: &'static str, message: &str) -> ApiError {
+        self.metrics.auth_failure(401, reason);
+        ApiError::unauthorized(message)
+    }
+
+    /// The bearer token of the request, or 401.
+    fn bearer<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, ApiError> {
+        let fail = |reason, message: &str| self.unauthorized(reason, message);
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(fail(
                 "missing",
@@ -75,18 +77,64 @@ impl ServiceState {
                 ));
             }
         };
-        if token.starts_with(KEY_PREFIX) {
-            return match self.keys.verify(token).map_err(ApiError::from_keys)? {
-                Verified::Valid(key) => Ok(Caller::Toolkit { key }),
-                Verified::Revoked(_) => Err(fail("revoked", "this toolkit key has been revoked")),
-                Verified::Unknown => Err(fail("invalid", "invalid token")),
-            };
+        Ok(token)
+    }
+
+    fn key_caller(&self, verified: Verified) -> Result<Caller, ApiError> {
+        match verified {
+            Verified::Valid(key) => Ok(Caller::Toolkit { key }),
+            Verified::Revoked(_) => {
+                Err(self.unauthorized("revoked", "this toolkit key has been revoked"))
+            }
+            Verified::Unknown => Err(self.unauthorized("invalid", "invalid token")),
         }
+    }
+
+    fn admin_caller(&self, token: &str) -> Result<Caller, ApiError> {
         match self.admin.verify(token) {
             Ok(Some(token_id)) => Ok(Caller::Admin { token_id }),
-            Ok(None) => Err(fail("invalid", "invalid token")),
+            Ok(None) => Err(self.unauthorized("invalid", "invalid token")),
             Err(e) => Err(ApiError::internal(&e)),
         }
+    }
+
+    /// Identify the caller, or answer 401.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let token = self.bearer(headers)?;
+        if token.starts_with(KEY_PREFIX) {
+            let verified = self.keys.verify(token).map_err(ApiError::from_keys)?;
+            return self.key_caller(verified);
+        }
+        self.admin_caller(token)
+    }
+
+    /// [`Self::authenticate`], and for a valid toolkit key also run `lookup` in the same
+    /// SQLite read transaction as the key's own lookup: one lock of the database (and one
+    /// snapshot) for a whole resolution instead of one per query. `lookup` reads only; its
+    /// result is `None` for the admin token.
+    pub fn authenticate_and<T>(
+        &self,
+        headers: &HeaderMap,
+        lookup: impl FnOnce(&rusqlite::Connection, &ToolkitKey) -> Result<T, ApiError>,
+    ) -> Result<(Caller, Option<T>), ApiError> {
+        let token = self.bearer(headers)?;
+        if !token.starts_with(KEY_PREFIX) {
+            return self.admin_caller(token).map(|c| (c, None));
+        }
+        let db = self.runtime.database();
+        let conn = db.lock();
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Deferred)
+                .map_err(|e| ApiError::internal(&e))?;
+        let verified = verify_in(&tx, token).map_err(ApiError::from_keys)?;
+        let found = match &verified {
+            Verified::Valid(key) => Some(lookup(&tx, key)?),
+            _ => None,
+        };
+        tx.commit().map_err(|e| ApiError::internal(&e))?;
+        drop(conn);
+        let caller = self.key_caller(verified)?;
+        Ok((caller, found))
     }
 
     fn deny(&self, reason: &'static str, message: String) -> ApiError {

@@ -21,7 +21,9 @@ use serde_json::{Map, Value};
 
 use super::errors::ApiError;
 use super::{Ctx, ServiceState, secret_json};
-use crate::catalog::Credential;
+use crate::catalog::{self, Credential};
+use crate::fernet_vault::{self, FERNET};
+use crate::runtime::RuntimeError;
 
 #[derive(Serialize)]
 struct Resolved<'a> {
@@ -58,14 +60,28 @@ fn resolved<'a>(c: &'a Credential) -> Resolved<'a> {
     }
 }
 
+/// The credential a key may see, and (for a Fernet credential) its ciphertext, read in
+/// the key's own read transaction.
+type Visible = (Option<Credential>, Option<String>);
+
 pub async fn resolve_value(
     State(st): State<Arc<ServiceState>>,
     id: String,
     req: Request,
 ) -> Response {
     let ctx = Ctx::of(&req);
-    let caller = match st.authenticate(req.headers()) {
-        Ok(c) => c,
+    let looked_up = st.authenticate_and(req.headers(), |conn, key| -> Result<Visible, ApiError> {
+        let cred = catalog::get_visible_credential_in(conn, &key.toolkit, &id)
+            .map_err(ApiError::from_catalog)?;
+        let token = match &cred {
+            Some(c) if c.backend == FERNET => fernet_vault::token_in(conn, &c.id)
+                .map_err(|e| ApiError::from_backend(FERNET, &c.id, &e))?,
+            _ => None,
+        };
+        Ok((cred, token))
+    });
+    let (caller, visible) = match looked_up {
+        Ok(x) => x,
         Err(e) => return e.into_response(),
     };
     drop(req);
@@ -73,18 +89,27 @@ pub async fn resolve_value(
     draft.set(|e| e.credential_id = Some(id.clone()));
     let result = async {
         let key = st.require_toolkit(&caller, ctx.client_ip)?;
-        let cred = st
-            .runtime
-            .catalog()
-            .get_visible_credential(&key.toolkit, &id)
-            .map_err(ApiError::from_catalog)?
-            .ok_or_else(|| st.not_visible(&key.toolkit, &id))?;
+        let (cred, token) = visible.unwrap_or_default();
+        let cred = cred.ok_or_else(|| st.not_visible(&key.toolkit, &id))?;
         draft.set(|e| {
             e.backend = Some(cred.backend.clone());
             e.api_id = cred.api_id.clone();
         });
         let started = Instant::now();
-        match st.runtime.value_of(&cred).await {
+        // Fernet: the ciphertext came with the lookup; only the decryption is left.
+        let value = if cred.backend == FERNET {
+            st.runtime
+                .fernet()
+                .value_from_token(&cred.id, token.as_deref())
+                .map_err(|source| RuntimeError::Backend {
+                    credential: cred.id.clone(),
+                    backend: FERNET.to_owned(),
+                    source,
+                })
+        } else {
+            st.runtime.value_of(&cred).await
+        };
+        match value {
             Ok(value) => {
                 st.metrics
                     .resolution(&cred.backend, "ok", started.elapsed());
