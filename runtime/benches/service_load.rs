@@ -213,7 +213,7 @@ async fn load(
         let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
         f64::from(all[i]) / 1000.0
     };
-    let row = Row {
+    Row {
         label,
         clients,
         server_cpu_us: 0.0,
@@ -223,8 +223,7 @@ async fn load(
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         p999_ms: pct(0.999),
-    };
-    row
+    }
 }
 
 /// `load`, also measuring the CPU time `cpu()` reports across the run.

@@ -290,40 +290,82 @@ fn writer(
     }
 }
 
+/// Rows per multi-row INSERT: one statement execution for many rows costs SQLite far less
+/// than one per row (14 bound values each, well under SQLite's variable limit).
+const ROWS_PER_INSERT: usize = 32;
+const COLUMNS: usize = 14;
+const INSERT_HEAD: &str = "INSERT INTO audit_events (at, actor, key_id, toolkit_id, action, \
+     credential_id, api_id, backend, target, outcome, status, latency_us, client_ip, request_id) \
+     VALUES ";
+
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(INSERT_HEAD);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..COLUMNS {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("?{}", r * COLUMNS + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 fn write_batch(db: &Database, events: &[Box<AuditEvent>]) -> Result<(), rusqlite::Error> {
+    static MULTI: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let multi = MULTI.get_or_init(|| insert_sql(ROWS_PER_INSERT));
     let mut conn = db.lock();
     let tx = conn.transaction()?;
-    for e in events {
+    let mut chunks = events.chunks_exact(ROWS_PER_INSERT);
+    for chunk in chunks.by_ref() {
+        let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(ROWS_PER_INSERT * COLUMNS);
+        for e in chunk {
+            values.extend(row_values(e));
+        }
+        tx.prepare_cached(multi)?
+            .execute(rusqlite::params_from_iter(values))?;
+    }
+    for e in chunks.remainder() {
         insert(&tx, e)?;
     }
     tx.commit()
 }
 
+fn row_values(e: &AuditEvent) -> [rusqlite::types::Value; COLUMNS] {
+    use rusqlite::types::Value;
+    let text = |s: &Option<String>| s.clone().map_or(Value::Null, Value::Text);
+    [
+        Value::Text(rfc3339(e.at)),
+        Value::Text(e.actor.as_str().to_owned()),
+        text(&e.key_id),
+        text(&e.toolkit),
+        Value::Text(e.action.to_owned()),
+        text(&e.credential_id),
+        text(&e.api_id),
+        text(&e.backend),
+        text(&e.target),
+        Value::Text(e.outcome.clone()),
+        e.status
+            .map_or(Value::Null, |s| Value::Integer(i64::from(s))),
+        e.latency.map_or(Value::Null, |d| {
+            Value::Integer(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        }),
+        e.client_ip
+            .map_or(Value::Null, |ip| Value::Text(ip.to_string())),
+        text(&e.request_id),
+    ]
+}
+
 fn insert(conn: &rusqlite::Connection, e: &AuditEvent) -> Result<(), rusqlite::Error> {
-    let latency = e
-        .latency
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-    conn.prepare_cached(
-        "INSERT INTO audit_events (at, actor, key_id, toolkit_id, action, credential_id,
-         api_id, backend, target, outcome, status, latency_us, client_ip, request_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )?
-    .execute(params![
-        rfc3339(e.at),
-        e.actor.as_str(),
-        e.key_id,
-        e.toolkit,
-        e.action,
-        e.credential_id,
-        e.api_id,
-        e.backend,
-        e.target,
-        e.outcome,
-        e.status,
-        latency,
-        e.client_ip.map(|ip| ip.to_string()),
-        e.request_id,
-    ])?;
+    static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let one = ONE.get_or_init(|| insert_sql(1));
+    conn.prepare_cached(one)?
+        .execute(rusqlite::params_from_iter(row_values(e)))?;
     Ok(())
 }
 

@@ -121,6 +121,46 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE_CAPACITY: usize = 128;
+
+/// A read transaction on a connection the caller holds: several lookups see one snapshot
+/// and take SQLite's locks once instead of once per statement. BEGIN and COMMIT are
+/// cached statements (rusqlite's `Transaction` re-parses them on every use). Rolled back
+/// if dropped without [`ReadTransaction::commit`].
+pub struct ReadTransaction<'c> {
+    conn: &'c Connection,
+    done: bool,
+}
+
+impl<'c> ReadTransaction<'c> {
+    pub fn begin(conn: &'c Connection) -> rusqlite::Result<ReadTransaction<'c>> {
+        conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
+        Ok(ReadTransaction { conn, done: false })
+    }
+
+    pub fn conn(&self) -> &Connection {
+        self.conn
+    }
+
+    pub fn commit(mut self) -> rusqlite::Result<()> {
+        self.done = true;
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    }
+}
+
+impl Drop for ReadTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self
+                .conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut s| s.execute([]));
+        }
+    }
+}
+
 /// The SQL expression for "now" used in every timestamp column (UTC, RFC 3339, ms).
 pub const NOW_SQL: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
@@ -229,6 +269,9 @@ impl Database {
         // upgrade after another connection committed (the audit writer, a CLI beside
         // the service).
         conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
+        // Room for every statement airlock prepares, so none is re-parsed on the hot path
+        // after an eviction (rusqlite's default is 16).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         migrate(&mut conn, path)?;
         Ok(Database {
             conn: Arc::new(Mutex::new(conn)),
@@ -310,6 +353,51 @@ mod tests {
         drop(db);
         // Re-opening runs no migration twice (it would fail on CREATE TABLE).
         Database::open_in(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn two_connections_write_concurrently_without_busy_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Database::open_in(dir.path()).unwrap();
+        let b = a.reopen().unwrap();
+        let writer = std::thread::spawn(move || {
+            for i in 0..200 {
+                let mut conn = b.lock();
+                let tx = conn.transaction().unwrap();
+                tx.execute(
+                    "INSERT INTO toolkits (id, name, created_at, updated_at)
+                     VALUES (?1, 'n', 'now', 'now')",
+                    [format!("b{i}")],
+                )
+                .unwrap();
+                tx.commit().unwrap();
+            }
+        });
+        for i in 0..200 {
+            // Read, then write, in one transaction: with deferred transactions this fails
+            // with SQLITE_BUSY whenever the other connection committed in between.
+            let mut conn = a.lock();
+            let tx = conn.transaction().unwrap();
+            let n: i64 = tx
+                .query_row("SELECT count(*) FROM toolkits", [], |r| r.get(0))
+                .unwrap();
+            tx.execute(
+                "INSERT INTO toolkits (id, name, created_at, updated_at)
+                 VALUES (?1, 'n', 'now', 'now')",
+                [format!("a{i}-{n}")],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        writer.join().unwrap();
+        let conn = a.lock();
+        let read = ReadTransaction::begin(&conn).unwrap();
+        let n: i64 = read
+            .conn()
+            .query_row("SELECT count(*) FROM toolkits", [], |r| r.get(0))
+            .unwrap();
+        read.commit().unwrap();
+        assert_eq!(n, 401);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, header};
 
 use super::ServiceState;
 use super::errors::ApiError;
+use crate::database::ReadTransaction;
 use crate::rate_limit::Decision;
 use crate::toolkit_keys::{KEY_PREFIX, ToolkitKey, Verified, verify_in};
 
@@ -123,12 +124,10 @@ impl ServiceState {
         }
         let db = self.runtime.database();
         let conn = db.lock();
-        let tx =
-            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Deferred)
-                .map_err(|e| ApiError::internal(&e))?;
-        let verified = verify_in(&tx, token).map_err(ApiError::from_keys)?;
+        let tx = ReadTransaction::begin(&conn).map_err(|e| ApiError::internal(&e))?;
+        let verified = verify_in(tx.conn(), token).map_err(ApiError::from_keys)?;
         let found = match &verified {
-            Verified::Valid(key) => Some(lookup(&tx, key)?),
+            Verified::Valid(key) => Some(lookup(tx.conn(), key)?),
             _ => None,
         };
         tx.commit().map_err(|e| ApiError::internal(&e))?;
