@@ -15,13 +15,18 @@ setup:
 build:
 	$(CARGO) build --workspace
 
-## run: the main job on the embedded default (Fernet in ./data/, created on first use).
+## run: the credential service on the embedded default: Fernet in ./data/ (created on
+## first use), listening on http://127.0.0.1:8900. Prints the admin token on first start.
 run:
-	$(CARGO) run --quiet -p airlock -- status
+	$(CARGO) run --quiet -p airlock -- serve
 
 ## test: every test; tools the tests need must be present (no silent skips).
 test:
 	AIRLOCK_REQUIRE_TOOLS=1 $(CARGO) test --workspace
+
+## bench: load benchmark of the service on loopback (release build; about a minute).
+bench:
+	$(CARGO) bench -p airlock --bench service_load
 
 ## lint: formatting and clippy, warnings are errors.
 lint:

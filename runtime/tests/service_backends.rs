@@ -378,7 +378,7 @@ async fn cache_hits_misses_expiry_and_invalidation() {
     get(short_path).await.expect(200);
     get(short_path).await.expect(200);
     assert_eq!(short.gets(), 1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     get(short_path).await.expect(200);
     assert_eq!(short.gets(), 2, "expired");
     let metrics = s.admin().get("/metrics").await.text();
@@ -510,7 +510,7 @@ async fn a_slow_backend_times_out_the_request_but_its_answer_still_lands() {
         .await
         .expect_error(504, "timeout");
     assert!(started.elapsed() < Duration::from_millis(750));
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     let r = agent.get("/v1/credentials/slow/value").await.expect(200);
     assert_eq!(r.json()["value"], "eventually");
     assert_eq!(vault.gets(), 1, "the detached call filled the cache");
