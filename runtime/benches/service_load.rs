@@ -15,10 +15,10 @@
 //!   every one is a hit.
 //!
 //! Each client is one keep-alive HTTP/1.1 connection sending requests back to back.
-//! Rate limiting is off and logging is at `warn` (audit rows are still written; audit
-//! log *lines* at `info` are not, see the README). `BENCH_SECONDS` sets the measured time
-//! per row (default 4). Every loop is bounded by that time; every server listens on
-//! 127.0.0.1 and is stopped at the end.
+//! Rate limiting is off and logging is at `warn`: audit rows are still written, audit log
+//! *lines* (at `info`) are not; `BENCH_LOG=info` runs the binary with them. `BENCH_SECONDS`
+//! sets the measured time per row (default 4). Every loop is bounded by that time; every
+//! server listens on 127.0.0.1 and is stopped at the end.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -410,7 +410,10 @@ impl FernetServer {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("AIRLOCK_LOG", "warn")
+            .env(
+                "AIRLOCK_LOG",
+                std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env_remove("AIRLOCK_ADMIN_TOKEN")
             .env_remove("AIRLOCK_VAULT_KEY")
             .env_remove("AIRLOCK_VAULT_KEYS")

@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::catalog::{CatalogError, MAX_ID_LEN};
+use crate::catalog::MAX_ID_LEN;
 use crate::database::{Database, NOW_SQL};
 use crate::secret::Secret;
 use crate::token::{self, TokenError};
@@ -313,19 +313,6 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ToolkitKey> {
         created_at: r.get(4)?,
         revoked_at: r.get(5)?,
     })
-}
-
-impl From<CatalogError> for ToolkitKeyError {
-    fn from(e: CatalogError) -> Self {
-        match e {
-            CatalogError::NotFound { id, .. } => ToolkitKeyError::ToolkitNotFound(id),
-            CatalogError::Sqlite(e) => ToolkitKeyError::Sqlite(e),
-            other => ToolkitKeyError::Invalid {
-                field: "toolkit",
-                reason: other.to_string(),
-            },
-        }
-    }
 }
 
 #[cfg(test)]

@@ -549,6 +549,32 @@ async fn bad_bodies_are_clear_4xx_and_audited() {
                 .is_some_and(|m| !m.is_empty())
         );
     }
+    // Without a Content-Length (chunked), the limit holds while reading.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let head = format!(
+            "PUT /v1/credentials/c/value HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+            s.admin
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let chunk = format!("3e8\r\n{}\r\n", "v".repeat(1000));
+        for _ in 0..6 {
+            if conn.write_all(chunk.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        let _ = conn.write_all(b"0\r\n\r\n").await;
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("payload_too_large"));
+    }
     // Unknown routes and methods are JSON as well.
     admin
         .get("/v1/nothing")
