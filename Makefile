@@ -26,9 +26,10 @@ guests:
 	guest-backends/build.sh
 	tests/guests/build.sh
 
-## run: the main job on the embedded default (Fernet in ./data/, created on first use).
+## run: the credential service on the embedded default: Fernet in ./data/ (created on
+## first use), listening on http://127.0.0.1:8900. Prints the admin token on first start.
 run:
-	$(CARGO) run --quiet -p airlock -- status
+	$(CARGO) run --quiet -p airlock -- serve
 
 ## test: every test; tools and guest components the tests need must be present (no
 ## silent skips). Servers (OpenBao, moto, fakes) are started and stopped by the tests.
@@ -36,9 +37,11 @@ test: guests
 	AIRLOCK_REQUIRE_TOOLS=1 AIRLOCK_REQUIRE_GUESTS=1 $(CARGO) test --workspace
 	AIRLOCK_REQUIRE_TOOLS=1 AIRLOCK_REQUIRE_GUESTS=1 $(CARGO) test $(GUESTS) --workspace
 
-## bench: sandbox timings (compile, cached load, instantiate, call), release build.
+## bench: release builds; sandbox timings (compile, cached load, instantiate, call), then
+## the service's load benchmark on loopback (about a minute).
 bench: guests
 	$(CARGO) bench -p airlock --bench sandbox
+	$(CARGO) bench -p airlock --bench service_load
 
 ## lint: formatting and clippy, warnings are errors.
 lint:

@@ -35,6 +35,12 @@ pub enum BackendError {
     Unsupported(String),
     #[error("internal backend error: {0}")]
     Internal(String),
+    /// A limit the host enforces on the backend was hit: a sandbox's CPU, memory or
+    /// wall-time budget, its HTTP request count or byte caps. Raised by the host (the
+    /// sandbox), never by a guest, so the service can tell "the backend was stopped" apart
+    /// from "the backend failed" (`sandbox_limit`, HTTP 504).
+    #[error("backend stopped at a limit: {0}")]
+    LimitExceeded(String),
 }
 
 impl BackendError {
@@ -47,7 +53,19 @@ impl BackendError {
             BackendError::InvalidConfig(_) => "invalid_config",
             BackendError::Unsupported(_) => "unsupported",
             BackendError::Internal(_) => "internal",
+            BackendError::LimitExceeded(_) => "limit_exceeded",
         }
+    }
+
+    /// Whether the failure says the store could not answer right now (as opposed to an
+    /// authoritative answer such as "not found" or "denied"). Only these may be papered
+    /// over with a stale cached value: serving stale after `Denied` would outlive a
+    /// revocation upstream.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Unavailable(_) | BackendError::LimitExceeded(_)
+        )
     }
 }
 

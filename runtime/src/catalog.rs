@@ -95,8 +95,16 @@ pub struct Catalog {
     db: Database,
 }
 
-const CREDENTIAL_COLUMNS: &str = "id, label, api_id, auth_type, identity, backend, locator, \
-                                  description, attributes, created_at, updated_at";
+/// The credential columns, in `credential_from_row`'s order; a macro so hot-path queries
+/// can be `concat!`-ed into constants instead of formatted on every call.
+macro_rules! credential_columns {
+    () => {
+        "id, label, api_id, auth_type, identity, backend, locator, description, attributes, \
+         created_at, updated_at"
+    };
+}
+
+const CREDENTIAL_COLUMNS: &str = credential_columns!();
 
 impl Catalog {
     pub fn new(db: Database) -> Catalog {
@@ -259,6 +267,16 @@ impl Catalog {
         Ok(found.is_some())
     }
 
+    /// Credential `id` if `toolkit` may use it, in one query; `None` both when it does not
+    /// exist and when it is not bound, so callers cannot tell the two apart.
+    pub fn get_visible_credential(
+        &self,
+        toolkit: &str,
+        id: &str,
+    ) -> Result<Option<Credential>, CatalogError> {
+        get_visible_credential_in(&self.db.lock(), toolkit, id)
+    }
+
     /// Delete a credential's metadata and bindings (and, by cascade, a Fernet ciphertext).
     pub fn remove_credential(&self, id: &str) -> Result<Credential, CatalogError> {
         let mut conn = self.db.lock();
@@ -350,6 +368,16 @@ impl Catalog {
             })
     }
 
+    /// Whether toolkit `id` exists.
+    pub fn toolkit_exists(&self, id: &str) -> Result<bool, CatalogError> {
+        let conn = self.db.lock();
+        match require_toolkit(&conn, id) {
+            Ok(()) => Ok(true),
+            Err(CatalogError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every toolkit, ordered by id, with its number of visible credentials.
     pub fn list_toolkits(&self) -> Result<Vec<Toolkit>, CatalogError> {
         let conn = self.db.lock();
@@ -371,6 +399,28 @@ impl Catalog {
             })
         })?;
         rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
+    }
+
+    /// Delete a toolkit with its bindings and keys. The `default` toolkit cannot be removed.
+    pub fn remove_toolkit(&self, id: &str) -> Result<Toolkit, CatalogError> {
+        if id == DEFAULT_TOOLKIT {
+            return Err(CatalogError::Invalid {
+                field: "toolkit",
+                reason: "the default toolkit cannot be removed".into(),
+            });
+        }
+        let old = self.get_toolkit(id)?;
+        let mut conn = self.db.lock();
+        let tx = conn.transaction()?;
+        let n = tx.execute("DELETE FROM toolkits WHERE id = ?1", [id])?;
+        if n == 0 {
+            return Err(CatalogError::NotFound {
+                kind: "toolkit",
+                id: id.to_owned(),
+            });
+        }
+        tx.commit()?;
+        Ok(old)
     }
 
     /// Let `toolkit` use credential `credential`. Binding twice is `Unchanged`.
@@ -435,6 +485,27 @@ impl Catalog {
     }
 }
 
+/// [`Catalog::get_visible_credential`] on a connection the caller holds (so it can share
+/// one read transaction with other lookups).
+pub fn get_visible_credential_in(
+    conn: &rusqlite::Connection,
+    toolkit: &str,
+    id: &str,
+) -> Result<Option<Credential>, CatalogError> {
+    if toolkit == DEFAULT_TOOLKIT {
+        return get_credential_in(conn, id);
+    }
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        credential_columns!(),
+        " FROM credentials WHERE id = ?2 AND EXISTS (SELECT 1 FROM toolkit_credentials b
+          WHERE b.toolkit_id = ?1 AND b.credential_id = ?2)"
+    ))?;
+    Ok(stmt
+        .query_row([toolkit, id], credential_from_row)
+        .optional()?)
+}
+
 fn require_toolkit(conn: &rusqlite::Connection, id: &str) -> Result<(), CatalogError> {
     let found = conn
         .prepare_cached("SELECT 1 FROM toolkits WHERE id = ?1")?
@@ -450,8 +521,10 @@ fn get_credential_in(
     conn: &rusqlite::Connection,
     id: &str,
 ) -> Result<Option<Credential>, CatalogError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE id = ?1"
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        credential_columns!(),
+        " FROM credentials WHERE id = ?1"
     ))?;
     Ok(stmt.query_row([id], credential_from_row).optional()?)
 }
@@ -703,12 +776,30 @@ mod tests {
             .map(|t| (t.id, t.credential_count))
             .collect();
         assert_eq!(counts, [("default".into(), 2), ("tk1".into(), 1)]);
+        assert_eq!(
+            cat.get_visible_credential("tk1", "a").unwrap().unwrap().id,
+            "a"
+        );
+        assert!(cat.get_visible_credential("tk1", "b").unwrap().is_none());
+        assert!(cat.get_visible_credential("tk1", "zzz").unwrap().is_none());
+        assert!(
+            cat.get_visible_credential("default", "b")
+                .unwrap()
+                .is_some()
+        );
         cat.unbind("tk1", "a").unwrap();
         assert!(cat.unbind("tk1", "a").is_err());
         // Removing a credential removes its bindings.
         cat.bind("tk1", "b").unwrap();
         cat.remove_credential("b").unwrap();
         assert!(cat.list_bindings().unwrap().is_empty());
+        // Removing a toolkit removes its bindings; default stays.
+        cat.bind("tk1", "a").unwrap();
+        assert_eq!(cat.remove_toolkit("tk1").unwrap().id, "tk1");
+        assert!(cat.list_bindings().unwrap().is_empty());
+        assert!(!cat.toolkit_exists("tk1").unwrap());
+        assert!(cat.remove_toolkit("default").is_err());
+        assert!(cat.remove_toolkit("tk1").is_err());
     }
 
     #[test]

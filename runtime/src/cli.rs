@@ -6,17 +6,23 @@
 //! code 1 (usage errors: 2).
 
 use std::io::{IsTerminal, Read, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
 
+use airlock::admin_tokens::{AdminTokens, Bootstrap, ENV_ADMIN_TOKEN};
+use airlock::audit::{self, Actor, AuditEvent};
 use airlock::catalog::{Credential, NewCredential, WriteOutcome};
 use airlock::config::{Config, Overrides};
 use airlock::jentic_import::{self, JenticSource};
 use airlock::secret::{MAX_SECRET_BYTES, Secret};
+use airlock::service::{self, Listener, Service};
+use airlock::toolkit_keys::ToolkitKeys;
 use airlock::{Runtime, logging};
 
 /// airlock resolves credentials for agents and services from pluggable backends.
@@ -53,6 +59,23 @@ enum Command {
     Backends(BackendsCmd),
     /// Show the data directory, backends and catalog counts (creates ./data on first use).
     Status,
+    /// Run the HTTP credential service (default: 127.0.0.1:8900, Fernet in ./data).
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8900 (env AIRLOCK_LISTEN; default: the
+        /// config's [server] listen).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Manage the service's admin token.
+    #[command(subcommand)]
+    AdminToken(AdminTokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminTokenCmd {
+    /// Revoke every stored admin token and print a new one (once). Not needed when
+    /// AIRLOCK_ADMIN_TOKEN is set: that one is used instead.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +169,34 @@ enum ToolkitsCmd {
     Bind { toolkit: String, credential: String },
     /// Withdraw a toolkit's use of a credential.
     Unbind { toolkit: String, credential: String },
+    /// Manage the keys agents use to resolve a toolkit's credentials over HTTP.
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCmd {
+    /// Issue a key for TOOLKIT and print it (once: only its hash is stored).
+    Create {
+        toolkit: String,
+        /// Only clients in this network may use the key (CIDR or address; repeatable).
+        #[arg(long = "allow-cidr", value_name = "CIDR")]
+        allow_cidr: Vec<String>,
+        /// A note on who or what uses the key.
+        #[arg(long)]
+        label: Option<String>,
+        /// Print JSON (including the key) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never the keys themselves), optionally of one toolkit.
+    List {
+        toolkit: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its id; requests with it get 401 from then on.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,7 +248,12 @@ enum ImportCmd {
 
 /// Run the parsed command; print any error with its causes.
 pub fn run(cli: Cli) -> ExitCode {
-    logging::init("warn");
+    // The service logs its audit events at info; the other commands keep stderr quiet.
+    logging::init(if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    });
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -266,8 +322,90 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Backends(BackendsCmd::Check { name }) => {
             return check_backend(&open_runtime(&config)?, &name).await;
         }
+        Command::Serve { listen } => serve(config, listen).await?,
+        Command::AdminToken(AdminTokenCmd::Rotate) => {
+            let rt = open_runtime(&config)?;
+            let token = AdminTokens::rotate(rt.database())?;
+            cli_audit(&rt, "admin_token.rotate", None, None);
+            if env(ENV_ADMIN_TOKEN).is_some_and(|v| !v.trim().is_empty()) {
+                eprintln!(
+                    "note: ${ENV_ADMIN_TOKEN} is set; a service started with it accepts only \
+                     that token"
+                );
+            }
+            println!("new admin token (shown only now; every earlier one is revoked):");
+            println!("{}", token.expose());
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Record a write made from the command line in the audit log.
+fn cli_audit(rt: &Runtime, action: &'static str, toolkit: Option<&str>, target: Option<&str>) {
+    let mut event = AuditEvent::new(Actor::Cli, action);
+    event.toolkit = toolkit.map(str::to_owned);
+    event.target = target.map(str::to_owned);
+    if let Err(e) = audit::write_now(rt.database(), &event) {
+        eprintln!("warning: the audit event for {action} was not recorded: {e}");
+    }
+}
+
+async fn serve(mut config: Config, listen: Option<SocketAddr>) -> Result<()> {
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+    }
+    let rt = open_runtime(&config)?;
+    for name in config.backends.keys() {
+        if rt.backend(name).is_err() {
+            tracing::warn!(
+                backend = %name,
+                "configured backend is not loaded by this build (no sandbox); its credentials \
+                 answer backend_misconfigured"
+            );
+        }
+    }
+    let env_token = env(ENV_ADMIN_TOKEN)
+        .filter(|v| !v.trim().is_empty())
+        .map(Secret::new)
+        .transpose()
+        .with_context(|| format!("${ENV_ADMIN_TOKEN} rejected"))?;
+    let (admin, bootstrap) = AdminTokens::bootstrap(rt.database().clone(), env_token)?;
+    let listener = Listener::bind(&config.server).await?;
+    let service = Service::new(Arc::new(rt), config.server.clone(), admin)?;
+    let mut out = std::io::stdout().lock();
+    match bootstrap {
+        Bootstrap::Generated(token) => {
+            writeln!(
+                out,
+                "generated the admin token (shown only now; only its hash is stored; \
+                 `airlock admin-token rotate` issues a new one):\n{}",
+                token.expose()
+            )?;
+        }
+        Bootstrap::FromEnv => tracing::info!("admin token from ${ENV_ADMIN_TOKEN}"),
+        Bootstrap::Existing => tracing::info!("admin token: the one stored earlier"),
+    }
+    writeln!(out, "airlock listening on {}", listener.url())?;
+    out.flush()?;
+    drop(out);
+    service::serve(service, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
 }
 
 async fn credentials(rt: &Runtime, cmd: CredentialsCmd) -> Result<()> {
@@ -414,6 +552,88 @@ fn toolkits(rt: &Runtime, cmd: ToolkitsCmd) -> Result<()> {
         } => {
             rt.catalog().unbind(&toolkit, &credential)?;
             println!("toolkit '{toolkit}' may no longer use '{credential}'");
+        }
+        ToolkitsCmd::Key(cmd) => keys(rt, cmd)?,
+    }
+    Ok(())
+}
+
+fn keys(rt: &Runtime, cmd: KeyCmd) -> Result<()> {
+    let keys = ToolkitKeys::new(rt.database().clone());
+    match cmd {
+        KeyCmd::Create {
+            toolkit,
+            allow_cidr,
+            label,
+            json,
+        } => {
+            let created = keys.create(&toolkit, label.as_deref(), &allow_cidr)?;
+            cli_audit(
+                rt,
+                "key.create",
+                Some(&toolkit),
+                Some(&format!("{toolkit}/{}", created.key.id)),
+            );
+            if json {
+                let mut v = serde_json::to_value(&created.key)?;
+                v["key"] = Value::String(created.secret.expose().to_owned());
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "created key {} for toolkit '{}' (shown only now; only its hash is stored):",
+                    created.key.id, created.key.toolkit
+                );
+                println!("{}", created.secret.expose());
+            }
+        }
+        KeyCmd::List { toolkit, json } => {
+            let list = keys.list(toolkit.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            k.id.clone(),
+                            k.toolkit.clone(),
+                            if k.is_revoked() { "revoked" } else { "active" }.to_owned(),
+                            k.created_at.clone(),
+                            if k.allowed_cidrs.is_empty() {
+                                "any".to_owned()
+                            } else {
+                                k.allowed_cidrs
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            },
+                            k.label.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &["ID", "TOOLKIT", "STATE", "CREATED", "NETWORKS", "LABEL"],
+                    &rows,
+                );
+            }
+        }
+        KeyCmd::Revoke { id } => {
+            let (key, newly) = keys.revoke(&id)?;
+            cli_audit(
+                rt,
+                "key.revoke",
+                Some(&key.toolkit),
+                Some(&format!("{}/{}", key.toolkit, key.id)),
+            );
+            if newly {
+                println!("revoked key {} of toolkit '{}'", key.id, key.toolkit);
+            } else {
+                println!(
+                    "key {} of toolkit '{}' was already revoked",
+                    key.id, key.toolkit
+                );
+            }
         }
     }
     Ok(())

@@ -6,11 +6,15 @@
 //! to a default), and every file error names its line.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::fernet_vault::FERNET;
+use crate::rate_limit::Rate;
+use crate::value_cache::{CacheSettings, DEFAULT_MAX_ENTRIES};
 
 /// Config file read when no `--config`/`AIRLOCK_CONFIG` is given and it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "airlock.toml";
@@ -19,6 +23,11 @@ pub const DEFAULT_DATA_DIR: &str = "data";
 
 pub const ENV_CONFIG: &str = "AIRLOCK_CONFIG";
 pub const ENV_DATA_DIR: &str = "AIRLOCK_DATA_DIR";
+/// The service's listen address (overrides `[server] listen`).
+pub const ENV_LISTEN: &str = "AIRLOCK_LISTEN";
+/// Where `airlock serve` listens by default: loopback only, so a service started without
+/// thought is not reachable from the network.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8900";
 /// Jentic Mini's name for the default backend, honoured unchanged.
 pub const ENV_DEFAULT_BACKEND: &str = "JENTIC_CREDENTIAL_BACKEND";
 /// Jentic Mini's Bitwarden settings: with `JENTIC_CREDENTIAL_BACKEND=bitwarden` and no
@@ -40,6 +49,8 @@ pub struct Config {
     pub file: Option<PathBuf>,
     /// Sandboxed backends by name (`[backends.NAME]`), paths resolved against the file.
     pub backends: BTreeMap<String, BackendConfig>,
+    /// The HTTP service (`[server]`), paths resolved against the file.
+    pub server: ServerConfig,
 }
 
 /// The file's shape. Every field optional; unknown fields rejected.
@@ -50,6 +61,258 @@ struct FileConfig {
     default_backend: Option<String>,
     #[serde(default)]
     backends: BTreeMap<String, BackendConfig>,
+    #[serde(default)]
+    server: ServerConfig,
+}
+
+/// `[server]`: how `airlock serve` listens and what it allows. Every limit has a default
+/// that says which failure or attack it stops.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (default 127.0.0.1:8900: loopback only).
+    pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate and key (PEM files). Off by default; without it,
+    /// tokens cross the network in clear, so a non-loopback `listen` logs a warning.
+    pub tls: Option<TlsConfig>,
+    /// Largest request body read, in bytes (default 2 MiB: a 1 MiB value with JSON
+    /// escaping). Stops a client from making the service buffer unbounded input.
+    pub max_body_bytes: u64,
+    /// Longest a request may take end to end (default 10 s), answered 504 `timeout`. Stops
+    /// a hung backend from holding connections and memory forever.
+    pub request_timeout_ms: u64,
+    /// Longest a client may take to send its request headers, or to finish the TLS
+    /// handshake (default 10 s). Stops slow-loris clients from pinning connections.
+    pub header_read_timeout_ms: u64,
+    /// On SIGTERM, how long requests in flight may take to finish before the process
+    /// exits anyway (default 30 s).
+    pub shutdown_grace_ms: u64,
+    /// Most connections served at once (default 1024); further clients wait in the
+    /// kernel's accept queue. Stops connection floods from exhausting file descriptors.
+    pub max_connections: u32,
+    pub rate_limit: RateLimitConfig,
+    pub audit: AuditConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8900))),
+            tls: None,
+            max_body_bytes: 2 * 1024 * 1024,
+            request_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            shutdown_grace_ms: 30_000,
+            max_connections: 1024,
+            rate_limit: RateLimitConfig::default(),
+            audit: AuditConfig::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let range = |name: &str, v: u64, lo: u64, hi: u64| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{name} = {v}: must be between {lo} and {hi}"))
+            }
+        };
+        range(
+            "max_body_bytes",
+            self.max_body_bytes,
+            1024,
+            64 * 1024 * 1024,
+        )?;
+        range("request_timeout_ms", self.request_timeout_ms, 100, 600_000)?;
+        range(
+            "header_read_timeout_ms",
+            self.header_read_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000)?;
+        range(
+            "max_connections",
+            u64::from(self.max_connections),
+            1,
+            100_000,
+        )?;
+        self.rate_limit.default_rate()?;
+        for name in self.rate_limit.toolkits.keys() {
+            self.rate_limit.toolkit_rate(name)?;
+        }
+        Ok(())
+    }
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first; relative to the config file.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1); relative to the config file.
+    pub key: PathBuf,
+}
+
+/// `[server.rate_limit]`: a token bucket per toolkit, applied to requests made with a
+/// toolkit key.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second per toolkit (default 1000; 0 turns limits off).
+    pub requests_per_second: f64,
+    /// Requests a toolkit may make at once after being idle (default 2000).
+    pub burst: u32,
+    /// Per-toolkit overrides: `[server.rate_limit.toolkits.NAME]`.
+    pub toolkits: BTreeMap<String, ToolkitRateConfig>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            requests_per_second: 1000.0,
+            burst: 2000,
+            toolkits: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[server.rate_limit.toolkits.NAME]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolkitRateConfig {
+    /// 0 means unlimited for this toolkit.
+    pub requests_per_second: f64,
+    /// Default: twice the rate (at least 1).
+    pub burst: Option<u32>,
+}
+
+impl RateLimitConfig {
+    fn rate(per_second: f64, burst: Option<u32>, what: &str) -> Result<Option<Rate>, String> {
+        if !per_second.is_finite() || per_second < 0.0 {
+            return Err(format!(
+                "{what}: requests_per_second = {per_second}: must be 0 or more"
+            ));
+        }
+        if per_second == 0.0 {
+            return Ok(None);
+        }
+        let burst =
+            burst.unwrap_or_else(|| (per_second * 2.0).ceil().min(f64::from(u32::MAX)) as u32);
+        if burst == 0 {
+            return Err(format!("{what}: burst must be at least 1"));
+        }
+        Ok(Some(Rate {
+            per_second,
+            burst: f64::from(burst),
+        }))
+    }
+
+    /// The rate for toolkits without an override (`None`: unlimited).
+    pub fn default_rate(&self) -> Result<Option<Rate>, String> {
+        Self::rate(self.requests_per_second, Some(self.burst), "rate_limit")
+    }
+
+    /// The override for `toolkit`, if any.
+    pub fn toolkit_rate(&self, toolkit: &str) -> Result<Option<Rate>, String> {
+        match self.toolkits.get(toolkit) {
+            Some(t) => Self::rate(
+                t.requests_per_second,
+                t.burst,
+                &format!("rate_limit.toolkits.{toolkit}"),
+            ),
+            None => self.default_rate(),
+        }
+    }
+}
+
+/// `[server.audit]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Days audit events are kept (default 90; 0 keeps them forever). Stops a busy
+    /// service from filling its disk with audit rows.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { retention_days: 90 }
+    }
+}
+
+impl AuditConfig {
+    pub fn retention(&self) -> Option<Duration> {
+        (self.retention_days > 0)
+            .then(|| Duration::from_secs(u64::from(self.retention_days) * 86_400))
+    }
+}
+
+/// `cache = { … }` in a `[backends.NAME]` section. Off by default: a cached value outlives
+/// a change made directly in the upstream store by up to `ttl_ms`, which only the operator
+/// can judge acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// How long a value is served from memory (0: no cache; single-flight stays on).
+    pub ttl_ms: u64,
+    /// How much longer a value may be served while the backend is unavailable (0: never).
+    pub stale_if_error_ms: u64,
+    /// Most values kept (default 10000).
+    pub max_entries: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl_ms: 0,
+            stale_if_error_ms: 0,
+            max_entries: DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
+impl CacheConfig {
+    pub fn settings(&self) -> CacheSettings {
+        CacheSettings {
+            ttl: Duration::from_millis(self.ttl_ms),
+            stale_if_error: Duration::from_millis(self.stale_if_error_ms),
+            max_entries: self.max_entries,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.stale_if_error_ms > 0 && self.ttl_ms == 0 {
+            return Err("cache.stale_if_error_ms needs cache.ttl_ms > 0".into());
+        }
+        if self.max_entries == 0 || self.max_entries > 1_000_000 {
+            return Err(format!(
+                "cache.max_entries = {}: must be between 1 and 1000000",
+                self.max_entries
+            ));
+        }
+        if self.ttl_ms > 86_400_000 || self.stale_if_error_ms > 7 * 86_400_000 {
+            return Err("cache.ttl_ms is at most a day, cache.stale_if_error_ms a week".into());
+        }
+        Ok(())
+    }
 }
 
 /// What kind of backend a `[backends.NAME]` section configures.
@@ -93,6 +356,9 @@ pub struct BackendConfig {
     /// Headers the host adds to requests for a destination; the guest never sees them.
     #[serde(default)]
     pub inject_headers: Vec<InjectHeaderConfig>,
+    /// Value cache in front of this backend (off by default).
+    #[serde(default)]
+    pub cache: CacheConfig,
 }
 
 /// A `config` value: strings, numbers and booleans are accepted and given to the guest as
@@ -157,6 +423,11 @@ pub enum ConfigError {
     Backend {
         path: PathBuf,
         backend: String,
+        message: String,
+    },
+    #[error("{source_name}: [server] {message}")]
+    Server {
+        source_name: String,
         message: String,
     },
 }
@@ -227,7 +498,27 @@ impl Config {
             if let Some(ca) = &backend.ca_bundle {
                 backend.ca_bundle = Some(file_dir.join(ca));
             }
+            backend.cache.validate().map_err(invalid)?;
         }
+        let mut server = file.server;
+        let source_name = match &path {
+            Some(p) => format!("config file {}", p.display()),
+            None => "defaults".to_owned(),
+        };
+        if let Some(listen) = env(ENV_LISTEN).filter(|v| !v.trim().is_empty()) {
+            server.listen = listen.trim().parse().map_err(|_| ConfigError::Server {
+                source_name: format!("${ENV_LISTEN}"),
+                message: format!("listen {listen:?} is not an address such as 127.0.0.1:8900"),
+            })?;
+        }
+        if let Some(tls) = &mut server.tls {
+            tls.cert = file_dir.join(&tls.cert);
+            tls.key = file_dir.join(&tls.key);
+        }
+        server.validate().map_err(|message| ConfigError::Server {
+            source_name,
+            message,
+        })?;
         if default_backend == "bitwarden" && !backends.contains_key("bitwarden") {
             let section = jentic_bitwarden(env).map_err(|message| ConfigError::Backend {
                 path: path.clone().unwrap_or_default(),
@@ -241,6 +532,7 @@ impl Config {
             default_backend,
             file: path,
             backends,
+            server,
         })
     }
 
@@ -337,6 +629,7 @@ fn jentic_bitwarden(env: &dyn Fn(&str) -> Option<String>) -> Result<BackendConfi
         limits: LimitsConfig::default(),
         config,
         inject_headers: Vec::new(),
+        cache: CacheConfig::default(),
     })
 }
 
@@ -392,8 +685,104 @@ mod tests {
                 default_backend: "fernet".into(),
                 file: None,
                 backends: BTreeMap::new(),
+                server: ServerConfig::default(),
             }
         );
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8900");
+        assert_eq!(
+            c.server.rate_limit.default_rate().unwrap().unwrap().burst,
+            2000.0
+        );
+    }
+
+    #[test]
+    fn server_section_parses_validates_and_names_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("airlock.toml");
+        let o = Overrides {
+            config: Some(file.clone()),
+            data_dir: None,
+        };
+        std::fs::write(
+            &file,
+            r#"
+[server]
+listen = "127.0.0.1:9000"
+max_body_bytes = 65536
+request_timeout_ms = 2000
+
+[server.tls]
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+
+[server.rate_limit]
+requests_per_second = 50
+burst = 10
+
+[server.rate_limit.toolkits.batch]
+requests_per_second = 0
+
+[server.audit]
+retention_days = 7
+
+[backends.vault]
+kind = "wasm"
+component = "vault.wasm"
+cache = { ttl_ms = 30000, stale_if_error_ms = 60000 }
+"#,
+        )
+        .unwrap();
+        let c = Config::load(&o, &env_of(&[])).unwrap();
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.server.request_timeout(), Duration::from_secs(2));
+        assert_eq!(
+            c.server.tls.as_ref().unwrap().cert,
+            dir.path().join("tls/cert.pem")
+        );
+        assert_eq!(c.server.rate_limit.toolkit_rate("batch").unwrap(), None);
+        assert_eq!(
+            c.server.rate_limit.toolkit_rate("other").unwrap(),
+            Some(Rate {
+                per_second: 50.0,
+                burst: 10.0
+            })
+        );
+        assert_eq!(
+            c.server.audit.retention(),
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        let cache = c.backends["vault"].cache.settings();
+        assert_eq!(cache.ttl, Duration::from_secs(30));
+        assert_eq!(cache.stale_if_error, Duration::from_secs(60));
+        let c = Config::load(&o, &env_of(&[("AIRLOCK_LISTEN", "127.0.0.1:0")])).unwrap();
+        assert_eq!(c.server.listen.port(), 0);
+        assert!(Config::load(&o, &env_of(&[("AIRLOCK_LISTEN", "nowhere")])).is_err());
+
+        let cases: &[(&str, &str)] = &[
+            ("[server]\nlisten = \"localhost\"\n", "line"),
+            ("[server]\nlisten_addr = \"127.0.0.1:1\"\n", "listen_addr"),
+            ("[server]\nmax_body_bytes = 10\n", "max_body_bytes = 10"),
+            ("[server]\nrequest_timeout_ms = 0\n", "request_timeout_ms"),
+            (
+                "[server.rate_limit]\nrequests_per_second = -1\n",
+                "requests_per_second",
+            ),
+            ("[server.rate_limit]\nburst = 0\n", "burst"),
+            ("[server.tls]\ncert = \"c.pem\"\n", "key"),
+            (
+                "[backends.v]\nkind = \"wasm\"\ncomponent = \"x\"\ncache = { stale_if_error_ms = 5 }\n",
+                "needs cache.ttl_ms",
+            ),
+            (
+                "[backends.v]\nkind = \"wasm\"\ncomponent = \"x\"\ncache = { ttl = 5 }\n",
+                "backend 'v'",
+            ),
+        ];
+        for (text, needle) in cases {
+            std::fs::write(&file, text).unwrap();
+            let err = Config::load(&o, &env_of(&[])).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
     }
 
     #[test]

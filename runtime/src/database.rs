@@ -3,7 +3,9 @@
 //! Invariants: the schema version lives in `PRAGMA user_version` and only moves forward,
 //! one migration per transaction, so a crash mid-upgrade leaves the previous version intact;
 //! WAL mode lets readers (e.g. a CLI beside a running service) proceed during writes;
-//! foreign keys are enforced, so a binding or a ciphertext never outlives its credential.
+//! foreign keys are enforced, so a binding or a ciphertext never outlives its credential;
+//! transactions are `BEGIN IMMEDIATE`, so concurrent writers wait for each other instead of
+//! failing.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -73,7 +75,91 @@ const MIGRATIONS: &[&str] = &[
         token TEXT NOT NULL
     ) STRICT;
     "#,
+    // 2: the service: toolkit keys and admin tokens (SHA-256 hashes only), audit events.
+    r#"
+    CREATE TABLE toolkit_keys (
+        id            TEXT PRIMARY KEY NOT NULL,
+        toolkit_id    TEXT NOT NULL REFERENCES toolkits (id) ON DELETE CASCADE,
+        hash          BLOB NOT NULL CHECK (length(hash) = 32),
+        label         TEXT,
+        allowed_cidrs TEXT NOT NULL DEFAULT '[]'
+                      CHECK (json_valid(allowed_cidrs) AND json_type(allowed_cidrs) = 'array'),
+        created_at    TEXT NOT NULL,
+        revoked_at    TEXT
+    ) STRICT;
+    CREATE INDEX toolkit_keys_by_toolkit ON toolkit_keys (toolkit_id);
+
+    CREATE TABLE admin_tokens (
+        id         TEXT PRIMARY KEY NOT NULL,
+        hash       BLOB NOT NULL CHECK (length(hash) = 32),
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    ) STRICT;
+
+    -- Append-only. No foreign keys: an event outlives the toolkit, key or credential it
+    -- names.
+    CREATE TABLE audit_events (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        at            TEXT NOT NULL,
+        actor         TEXT NOT NULL,
+        key_id        TEXT,
+        toolkit_id    TEXT,
+        action        TEXT NOT NULL,
+        credential_id TEXT,
+        api_id        TEXT,
+        backend       TEXT,
+        target        TEXT,
+        outcome       TEXT NOT NULL,
+        status        INTEGER,
+        latency_us    INTEGER,
+        client_ip     TEXT,
+        request_id    TEXT
+    ) STRICT;
+    CREATE INDEX audit_events_by_toolkit ON audit_events (toolkit_id, id);
+    CREATE INDEX audit_events_by_credential ON audit_events (credential_id, id);
+    CREATE INDEX audit_events_by_at ON audit_events (at);
+    "#,
 ];
+
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE_CAPACITY: usize = 128;
+
+/// A read transaction on a connection the caller holds: several lookups see one snapshot
+/// and take SQLite's locks once instead of once per statement. BEGIN and COMMIT are
+/// cached statements (rusqlite's `Transaction` re-parses them on every use). Rolled back
+/// if dropped without [`ReadTransaction::commit`].
+pub struct ReadTransaction<'c> {
+    conn: &'c Connection,
+    done: bool,
+}
+
+impl<'c> ReadTransaction<'c> {
+    pub fn begin(conn: &'c Connection) -> rusqlite::Result<ReadTransaction<'c>> {
+        conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
+        Ok(ReadTransaction { conn, done: false })
+    }
+
+    pub fn conn(&self) -> &Connection {
+        self.conn
+    }
+
+    pub fn commit(mut self) -> rusqlite::Result<()> {
+        self.done = true;
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    }
+}
+
+impl Drop for ReadTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self
+                .conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut s| s.execute([]));
+        }
+    }
+}
 
 /// The SQL expression for "now" used in every timestamp column (UTC, RFC 3339, ms).
 pub const NOW_SQL: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -177,11 +263,28 @@ impl Database {
         }
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .map_err(open_err)?;
+        // Every transaction airlock opens writes. Taking the write lock at BEGIN lets
+        // SQLite wait for another connection's write (the busy timeout) instead of
+        // failing at once with SQLITE_BUSY when a deferred transaction that has read must
+        // upgrade after another connection committed (the audit writer, a CLI beside
+        // the service).
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
+        // Room for every statement airlock prepares, so none is re-parsed on the hot path
+        // after an eviction (rusqlite's default is 16).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         migrate(&mut conn, path)?;
         Ok(Database {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
         })
+    }
+
+    /// A second, independent connection to the same file, for a component that writes
+    /// in batches (the audit log) and must not hold the shared connection's lock while it
+    /// does: WAL lets the other connection read meanwhile, and SQLite's own locking (with
+    /// the busy timeout) orders the two writers.
+    pub fn reopen(&self) -> Result<Database, DatabaseError> {
+        Database::open(&self.path)
     }
 
     /// Where the database file is.
@@ -250,6 +353,51 @@ mod tests {
         drop(db);
         // Re-opening runs no migration twice (it would fail on CREATE TABLE).
         Database::open_in(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn two_connections_write_concurrently_without_busy_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Database::open_in(dir.path()).unwrap();
+        let b = a.reopen().unwrap();
+        let writer = std::thread::spawn(move || {
+            for i in 0..200 {
+                let mut conn = b.lock();
+                let tx = conn.transaction().unwrap();
+                tx.execute(
+                    "INSERT INTO toolkits (id, name, created_at, updated_at)
+                     VALUES (?1, 'n', 'now', 'now')",
+                    [format!("b{i}")],
+                )
+                .unwrap();
+                tx.commit().unwrap();
+            }
+        });
+        for i in 0..200 {
+            // Read, then write, in one transaction: with deferred transactions this fails
+            // with SQLITE_BUSY whenever the other connection committed in between.
+            let mut conn = a.lock();
+            let tx = conn.transaction().unwrap();
+            let n: i64 = tx
+                .query_row("SELECT count(*) FROM toolkits", [], |r| r.get(0))
+                .unwrap();
+            tx.execute(
+                "INSERT INTO toolkits (id, name, created_at, updated_at)
+                 VALUES (?1, 'n', 'now', 'now')",
+                [format!("a{i}-{n}")],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        writer.join().unwrap();
+        let conn = a.lock();
+        let read = ReadTransaction::begin(&conn).unwrap();
+        let n: i64 = read
+            .conn()
+            .query_row("SELECT count(*) FROM toolkits", [], |r| r.get(0))
+            .unwrap();
+        read.commit().unwrap();
+        assert_eq!(n, 401);
     }
 
     #[test]

@@ -130,11 +130,14 @@ impl FernetBackend {
     }
 
     fn token_of(&self, id: &str) -> Result<Option<String>, BackendError> {
-        self.db
-            .lock()
-            .prepare_cached("SELECT token FROM fernet_values WHERE credential_id = ?1")
-            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
-            .map_err(sql_error)
+        token_in(&self.db.lock(), id)
+    }
+
+    /// The value for a token read with [`token_in`] (`None`: no value stored), checking
+    /// the vault's keys first exactly as `get_value` does.
+    pub fn value_from_token(&self, id: &str, token: Option<&str>) -> Result<Secret, BackendError> {
+        self.ready()?;
+        self.open(id, token.ok_or(BackendError::NotFound)?)
     }
 
     fn open(&self, id: &str, token: &str) -> Result<Secret, BackendError> {
@@ -178,6 +181,14 @@ fn check_canary(db: &Database, keyring: &Keyring) -> Result<(), VaultError> {
             Ok(())
         }
     }
+}
+
+/// The stored token of credential `id`, on a connection the caller holds (the service reads
+/// it in the same read transaction as the key and the binding).
+pub fn token_in(conn: &rusqlite::Connection, id: &str) -> Result<Option<String>, BackendError> {
+    conn.prepare_cached("SELECT token FROM fernet_values WHERE credential_id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .map_err(sql_error)
 }
 
 fn sql_error(e: rusqlite::Error) -> BackendError {

@@ -4,6 +4,8 @@
 //! command output on stdout stays clean. Nothing logged anywhere in airlock carries a
 //! secret value: values are `Secret`, which prints as `[REDACTED]`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Environment variable holding the log filter.
@@ -16,6 +18,8 @@ pub fn init(default_filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: escape codes in a log file break every grep.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

@@ -15,11 +15,13 @@ use serde::Serialize;
 use crate::backend::{BackendError, CredentialBackend, CredentialRef};
 use crate::backend_loader::{self, Grant, LoadError};
 use crate::catalog::{Catalog, CatalogError, Credential, NewCredential};
-use crate::config::Config;
+use crate::config::{BackendConfig, Config};
 use crate::database::{Database, DatabaseError};
 use crate::fernet_vault::{FERNET, FernetBackend, RotationReport, VaultError};
 use crate::keyring::{self, KeyError, KeySource, Keyring};
+use crate::metrics::Metrics;
 use crate::secret::Secret;
+use crate::value_cache::{CacheSettings, CachedBackend};
 
 /// Runtime failures. Each names the credential and backend involved; none carries a value.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,8 @@ pub enum RuntimeError {
         backend: String,
         source: BackendError,
     },
+    #[error("a backend named '{0}' is already registered")]
+    DuplicateBackend(String),
     #[error("backend '{backend}' returned {got} results for {expected} credentials")]
     BatchMismatch {
         backend: String,
@@ -59,12 +63,18 @@ pub struct ResolvedCredential {
     pub auth_type: String,
     pub identity: Option<String>,
     pub backend: String,
+    /// Broker-facing extras (injection scheme, routes), as in the catalog.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
     /// The value, or why this one credential could not be resolved (the others still are).
     #[serde(skip)]
     pub value: Result<Secret, BackendError>,
 }
 
 /// The runtime over one data directory.
+///
+/// Every backend but Fernet is registered wrapped in a [`CachedBackend`] (single-flight
+/// always; a value cache when its `[backends.NAME] cache` says so), and the runtime keeps
+/// the wrappers so that removing a credential also forgets its cached value.
 pub struct Runtime {
     db: Database,
     catalog: Catalog,
@@ -72,6 +82,9 @@ pub struct Runtime {
     backends: BTreeMap<String, Arc<dyn CredentialBackend>>,
     /// What each sandboxed backend was granted, for `airlock backends list`.
     grants: BTreeMap<String, Grant>,
+    caches: BTreeMap<String, Arc<CachedBackend>>,
+    backend_configs: BTreeMap<String, BackendConfig>,
+    metrics: Arc<Metrics>,
     default_backend: String,
     data_dir: PathBuf,
 }
@@ -88,32 +101,93 @@ impl Runtime {
         let fernet = Arc::new(FernetBackend::new(db.clone(), keys));
         let mut backends: BTreeMap<String, Arc<dyn CredentialBackend>> = BTreeMap::new();
         backends.insert(FERNET.to_owned(), fernet.clone());
-        let mut grants = BTreeMap::new();
+        let mut runtime = Runtime {
+            catalog: Catalog::new(db.clone()),
+            db,
+            fernet,
+            backends,
+            grants: BTreeMap::new(),
+            caches: BTreeMap::new(),
+            backend_configs: config.backends.clone(),
+            metrics: Arc::new(Metrics::new()),
+            default_backend: config.default_backend.clone(),
+            data_dir: config.data_dir.clone(),
+        };
         if !config.backends.is_empty() {
             // One engine per process; created only when a sandboxed backend is configured.
             let engine = backend_loader::engine(&config.data_dir)?;
             for (name, section) in &config.backends {
                 let (backend, grant) =
                     backend_loader::load(&engine, name, section, &config.base_dir(), env)?;
-                backends.insert(name.clone(), Arc::new(backend));
-                grants.insert(name.clone(), grant);
+                // Behind the value cache and single-flight its section configures.
+                runtime.insert_backend(name, Arc::new(backend))?;
+                runtime.grants.insert(name.clone(), grant);
             }
         }
-        let runtime = Runtime {
-            catalog: Catalog::new(db.clone()),
-            db,
-            fernet,
-            backends,
-            grants,
-            default_backend: config.default_backend.clone(),
-            data_dir: config.data_dir.clone(),
-        };
         runtime.backend(&config.default_backend)?;
         Ok(runtime)
     }
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The database the catalog, the vault, keys and the audit log share.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The metrics registry backends and the service record into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Register a backend under `name` with the cache settings its `[backends.NAME]`
+    /// section gives (none: single-flight only). This is how the sandbox (and tests)
+    /// plug backends in.
+    pub fn insert_backend(
+        &mut self,
+        name: &str,
+        backend: Arc<dyn CredentialBackend>,
+    ) -> Result<Arc<CachedBackend>, RuntimeError> {
+        let settings = self.cache_settings(name);
+        self.insert_backend_with_cache(name, backend, settings)
+    }
+
+    /// Register a backend with explicit cache settings. `fernet` and names already taken
+    /// are refused: a backend can never shadow another one's credentials.
+    pub fn insert_backend_with_cache(
+        &mut self,
+        name: &str,
+        backend: Arc<dyn CredentialBackend>,
+        settings: CacheSettings,
+    ) -> Result<Arc<CachedBackend>, RuntimeError> {
+        if self.backends.contains_key(name) {
+            return Err(RuntimeError::DuplicateBackend(name.to_owned()));
+        }
+        crate::catalog::validate_id("backend name", name)?;
+        let cached = Arc::new(CachedBackend::new(backend, settings, self.metrics.clone()));
+        self.backends.insert(name.to_owned(), cached.clone());
+        self.caches.insert(name.to_owned(), cached.clone());
+        Ok(cached)
+    }
+
+    /// The cache settings configured for backend `name` (default: off).
+    pub fn cache_settings(&self, name: &str) -> CacheSettings {
+        self.backend_configs
+            .get(name)
+            .map(|b| b.cache.settings())
+            .unwrap_or_default()
+    }
+
+    /// The `[backends.NAME]` section for `name`, if the config has one.
+    pub fn backend_config(&self, name: &str) -> Option<&BackendConfig> {
+        self.backend_configs.get(name)
+    }
+
+    /// The configured `[backends.NAME]` sections.
+    pub fn backend_configs(&self) -> &BTreeMap<String, BackendConfig> {
+        &self.backend_configs
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -174,7 +248,34 @@ impl Runtime {
                 Err(source) => return Err(backend_error(&cred, source)),
             }
         }
-        Ok(self.catalog.remove_credential(id)?)
+        let removed = self.catalog.remove_credential(id)?;
+        // The id may be reused; a cached value of the removed credential must not
+        // answer for its successor.
+        if let Some(cache) = self.caches.get(&removed.backend) {
+            cache.invalidate(&removed.id);
+        }
+        Ok(removed)
+    }
+
+    /// Delete a credential's value in its backend (the metadata stays).
+    pub async fn delete_value(&self, credential_id: &str) -> Result<Credential, RuntimeError> {
+        let cred = self.catalog.get_credential(credential_id)?;
+        let backend = self.backend(&cred.backend)?;
+        backend
+            .delete_value(&credential_ref(&cred))
+            .await
+            .map_err(|source| backend_error(&cred, source))?;
+        Ok(cred)
+    }
+
+    /// The value of a credential whose metadata the caller already holds (the service
+    /// looks it up together with the toolkit check, in one query).
+    pub async fn value_of(&self, cred: &Credential) -> Result<Secret, RuntimeError> {
+        let backend = self.backend(&cred.backend)?;
+        backend
+            .get_value(&credential_ref(cred))
+            .await
+            .map_err(|source| backend_error(cred, source))
     }
 
     /// The value of one credential, from the backend that holds it.
@@ -233,6 +334,7 @@ impl Runtime {
                 auth_type: c.auth_type.clone(),
                 identity: c.identity.clone(),
                 backend: c.backend.clone(),
+                attributes: c.attributes.clone(),
                 value: values
                     .remove(c.id.as_str())
                     .unwrap_or(Err(BackendError::NotFound)),

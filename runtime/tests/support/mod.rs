@@ -2,6 +2,8 @@
 //! binary, snapshotting the database, and finding external tools.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -132,6 +134,8 @@ impl Airlock {
             "AIRLOCK_CONFIG",
             "AIRLOCK_DATA_DIR",
             "JENTIC_CREDENTIAL_BACKEND",
+            "AIRLOCK_ADMIN_TOKEN",
+            "AIRLOCK_LISTEN",
         ] {
             cmd.env_remove(var);
         }

@@ -1,0 +1,664 @@
+//! Load benchmark of `airlock serve` on loopback: resolutions per second and latency
+//! percentiles at 1, 16 and 64 concurrent clients.
+//!
+//! Scenarios:
+//! - `fernet`: the real `airlock` binary (built by cargo for this bench, release profile),
+//!   a separate process, resolving one Fernet credential: every request authenticates a
+//!   toolkit key, checks the binding, reads and decrypts the token and queues an audit
+//!   event.
+//! - `upstream` / `upstream+cache`: the library's service in this process (on its own
+//!   2-thread runtime) with a non-Fernet backend that fetches each value over HTTP from a
+//!   local upstream server (a third runtime) — the shape of a sandboxed Vault backend,
+//!   without the sandbox, which is not part of this crate. Each client resolves its own
+//!   credential (64 of them), so single-flight does not merge clients' requests: with the
+//!   cache off every resolution is one upstream round trip; with it on (60 s TTL) nearly
+//!   every one is a hit.
+//!
+//! Each client is one keep-alive HTTP/1.1 connection sending requests back to back.
+//! Rate limiting is off and logging is at `warn`: audit rows are still written, audit log
+//! *lines* (at `info`) are not; `BENCH_LOG=info` runs the binary with them. `BENCH_SECONDS`
+//! sets the measured time per row (default 4). Every loop is bounded by that time; every
+//! server listens on 127.0.0.1 and is stopped at the end.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+use airlock::admin_tokens::{AdminTokens, Bootstrap};
+use airlock::config::{Config, Overrides};
+use airlock::service::{Listener, Service, serve};
+use airlock::value_cache::CacheSettings;
+use airlock::{BackendError, CredentialBackend, CredentialRef, Runtime, Secret};
+
+const LEVELS: [usize; 3] = [1, 16, 64];
+const VALUE: &str = "bench-value-0123456789abcdef0123456789abcdef";
+const WARMUP: Duration = Duration::from_millis(500);
+
+fn main() {
+    let secs: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|s| (1..=120).contains(s))
+        .unwrap_or(4);
+    let measure = Duration::from_secs(secs);
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let mut rows = Vec::new();
+
+    // Fernet, through the real binary.
+    let mut server = FernetServer::start();
+    let (addr, key, paths) = client_rt.block_on(server.prepare());
+    let pid = server.child.id();
+    for clients in LEVELS {
+        rows.push(client_rt.block_on(measured(
+            "fernet",
+            addr,
+            &key,
+            &paths,
+            clients,
+            measure,
+            &|| process_cpu(pid),
+        )));
+    }
+    server.stop();
+
+    // A non-Fernet backend with a local upstream, cache off and on.
+    let upstream = Upstream::start();
+    for (label, cache) in [
+        ("upstream", CacheSettings::default()),
+        (
+            "upstream+cache",
+            CacheSettings {
+                ttl: Duration::from_secs(60),
+                ..CacheSettings::default()
+            },
+        ),
+    ] {
+        let svc = InProcess::start(upstream.addr, cache);
+        let (addr, key, paths) = client_rt.block_on(svc.prepare());
+        for clients in LEVELS {
+            rows.push(client_rt.block_on(measured(
+                label,
+                addr,
+                &key,
+                &paths,
+                clients,
+                measure,
+                &|| threads_cpu("airlock-"),
+            )));
+        }
+        svc.stop();
+    }
+    upstream.stop();
+
+    println!();
+    println!(
+        "| backend | clients | requests | resolutions/s | p50 ms | p99 ms | p99.9 ms | \
+         server CPU µs/resolution | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.1} | {} |",
+            r.label,
+            r.clients,
+            r.requests,
+            r.rps,
+            r.p50_ms,
+            r.p99_ms,
+            r.p999_ms,
+            r.server_cpu_us,
+            r.errors
+        );
+    }
+    if let Some(r) = rows.iter().find(|r| r.label == "fernet" && r.clients == 64) {
+        let met = r.rps >= 10_000.0 && r.p99_ms <= 5.0 && r.errors == 0;
+        println!(
+            "\ntarget (fernet, 64 clients: >= 10000 resolutions/s, p99 <= 5 ms): {}",
+            if met { "met" } else { "NOT met" }
+        );
+    }
+}
+
+struct Row {
+    label: &'static str,
+    clients: usize,
+    /// CPU time the service spent per resolution (all its threads), in µs.
+    server_cpu_us: f64,
+    requests: usize,
+    errors: usize,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+}
+
+/// `clients` connections, client `i` resolving `paths[i % len]` back to back for
+/// `measure` (after a warm-up).
+async fn load(
+    label: &'static str,
+    addr: SocketAddr,
+    key: &str,
+    paths: &[String],
+    clients: usize,
+    measure: Duration,
+) -> Row {
+    let auth = Arc::<str>::from(format!("Bearer {key}"));
+    let start = Instant::now() + WARMUP;
+    let end = start + measure;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..clients {
+        let auth = auth.clone();
+        let path = paths[i % paths.len()].clone();
+        set.spawn(async move {
+            let mut sender = connect(addr).await;
+            let mut lat: Vec<u32> = Vec::with_capacity(1 << 16);
+            let mut errors = 0usize;
+            loop {
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                let req = hyper::Request::builder()
+                    .uri(path.as_str())
+                    .header("host", "bench")
+                    .header("authorization", &*auth)
+                    .body(Empty::<Bytes>::new())
+                    .expect("request");
+                let t0 = Instant::now();
+                let ok = match sender.send_request(req).await {
+                    Ok(resp) => {
+                        let good = resp.status() == 200;
+                        let body = resp.into_body().collect().await;
+                        good && body.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                let took = t0.elapsed();
+                if t0 >= start {
+                    lat.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                    if !ok {
+                        errors += 1;
+                    }
+                }
+                if !ok {
+                    sender = connect(addr).await;
+                }
+            }
+            (lat, errors)
+        });
+    }
+    let mut all: Vec<u32> = Vec::new();
+    let mut errors = 0;
+    for (lat, e) in set.join_all().await {
+        all.extend(lat);
+        errors += e;
+    }
+    all.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
+        f64::from(all[i]) / 1000.0
+    };
+    Row {
+        label,
+        clients,
+        server_cpu_us: 0.0,
+        requests: all.len(),
+        errors,
+        rps: all.len() as f64 / measure.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        p999_ms: pct(0.999),
+    }
+}
+
+/// `load`, also measuring the CPU time `cpu()` reports across the run.
+async fn measured(
+    label: &'static str,
+    addr: SocketAddr,
+    key: &str,
+    paths: &[String],
+    clients: usize,
+    measure: Duration,
+    cpu: &dyn Fn() -> Duration,
+) -> Row {
+    let before = cpu();
+    let mut row = load(label, addr, key, paths, clients, measure).await;
+    let spent = cpu().saturating_sub(before);
+    // The warm-up's requests are not counted; scale the CPU to the measured share.
+    let share = measure.as_secs_f64() / (measure + WARMUP).as_secs_f64();
+    if row.requests > 0 {
+        row.server_cpu_us = spent.as_secs_f64() * share * 1e6 / row.requests as f64;
+    }
+    eprintln!(
+        "{label:>15} {clients:>3} clients: {:>8.0} req/s  p50 {:.3} ms  p99 {:.3} ms  \
+         server CPU {:.1} µs/req  errors {}",
+        row.rps, row.p50_ms, row.p99_ms, row.server_cpu_us, row.errors
+    );
+    row
+}
+
+/// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// user + system CPU time from a /proc/…/stat line.
+fn stat_cpu(stat: &str) -> Duration {
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / TICKS_PER_SECOND)
+}
+
+fn process_cpu(pid: u32) -> Duration {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| stat_cpu(&s))
+        .unwrap_or_default()
+}
+
+/// CPU time of this process's threads whose name starts with `prefix`.
+fn threads_cpu(prefix: &str) -> Duration {
+    let mut total = Duration::ZERO;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return total;
+    };
+    for entry in dir.flatten() {
+        let path = entry.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end().starts_with(prefix) {
+            total += std::fs::read_to_string(path.join("stat"))
+                .map(|s| stat_cpu(&s))
+                .unwrap_or_default();
+        }
+    }
+    total
+}
+
+async fn connect(addr: SocketAddr) -> SendRequest<Empty<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+/// One request with a JSON body (setup only).
+async fn call(addr: SocketAddr, token: &str, method: &str, path: &str, body: Option<&str>) -> u16 {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "bench")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    if status >= 300 {
+        panic!(
+            "{method} {path}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    if path.ends_with("/keys") {
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        KEY.lock()
+            .unwrap()
+            .replace(v["key"].as_str().expect("key").to_owned());
+    }
+    status
+}
+
+static KEY: Mutex<Option<String>> = Mutex::new(None);
+
+/// Create `count` credentials `PREFIX.N` in `backend`, store their values, bind them to
+/// toolkit `bench`, and issue a key. Returns the key and the value paths.
+async fn setup(
+    addr: SocketAddr,
+    admin: &str,
+    prefix: &str,
+    backend: &str,
+    count: usize,
+) -> (String, Vec<String>) {
+    call(
+        addr,
+        admin,
+        "POST",
+        "/v1/toolkits",
+        Some(r#"{"id":"bench"}"#),
+    )
+    .await;
+    let mut paths = Vec::new();
+    for n in 0..count {
+        let id = format!("{prefix}.{n}");
+        call(
+            addr,
+            admin,
+            "POST",
+            "/v1/credentials",
+            Some(&format!(
+                r#"{{"id":"{id}","label":"bench","api_id":"bench.api","auth_type":"bearer","backend":"{backend}"}}"#
+            )),
+        )
+        .await;
+        call(
+            addr,
+            admin,
+            "PUT",
+            &format!("/v1/credentials/{id}/value"),
+            Some(&format!(r#"{{"value":"{VALUE}"}}"#)),
+        )
+        .await;
+        call(
+            addr,
+            admin,
+            "PUT",
+            &format!("/v1/toolkits/bench/credentials/{id}"),
+            None,
+        )
+        .await;
+        paths.push(format!("/v1/credentials/{id}/value"));
+    }
+    call(addr, admin, "POST", "/v1/toolkits/bench/keys", Some("{}")).await;
+    (KEY.lock().unwrap().take().expect("key issued"), paths)
+}
+
+/// The real binary, Fernet default, rate limits off, logging at warn.
+struct FernetServer {
+    child: Child,
+    addr: SocketAddr,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl FernetServer {
+    fn start() -> FernetServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("airlock.toml");
+        std::fs::write(&config, "[server.rate_limit]\nrequests_per_second = 0\n").expect("config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .current_dir(dir.path())
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env(
+                "AIRLOCK_LOG",
+                std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .env_remove("AIRLOCK_ADMIN_TOKEN")
+            .env_remove("AIRLOCK_VAULT_KEY")
+            .env_remove("AIRLOCK_VAULT_KEYS")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start airlock serve");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (mut admin, mut addr) = (String::new(), None);
+        for _ in 0..10 {
+            let Some(Ok(line)) = lines.next() else { break };
+            if line.starts_with("at_") {
+                admin = line.trim().to_owned();
+            }
+            if let Some(a) = line.strip_prefix("airlock listening on http://") {
+                addr = a.trim().parse().ok();
+                break;
+            }
+        }
+        FernetServer {
+            child,
+            addr: addr.expect("airlock serve printed its address"),
+            admin,
+            _dir: dir,
+        }
+    }
+
+    async fn prepare(&self) -> (SocketAddr, String, Vec<String>) {
+        let (key, paths) = setup(self.addr, &self.admin, "bench/token.fernet", "fernet", 1).await;
+        (self.addr, key, paths)
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A local upstream secret store: answers every GET with the value, on its own runtime.
+struct Upstream {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("upstream runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind upstream");
+                addr_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("send");
+                tokio::pin!(stopped);
+                loop {
+                    let (stream, _) = tokio::select! {
+                        _ = &mut stopped => break,
+                        a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                    };
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(|_req| async {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from_static(VALUE.as_bytes()),
+                            )))
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+            });
+        });
+        Upstream {
+            addr: addr_rx.recv().expect("upstream address"),
+            stop,
+            thread,
+        }
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// A backend that fetches values from the upstream over HTTP (keep-alive, pooled).
+struct HttpBackend {
+    upstream: SocketAddr,
+    pool: Mutex<Vec<SendRequest<Empty<Bytes>>>>,
+}
+
+#[async_trait]
+impl CredentialBackend for HttpBackend {
+    fn name(&self) -> &str {
+        "upstream"
+    }
+    fn kind(&self) -> &'static str {
+        "http-fake"
+    }
+    async fn get_value(&self, cred: &CredentialRef) -> Result<Secret, BackendError> {
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut sender = match pooled {
+            Some(s) if !s.is_closed() => s,
+            _ => {
+                let stream = tokio::net::TcpStream::connect(self.upstream)
+                    .await
+                    .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+                let _ = stream.set_nodelay(true);
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+                tokio::spawn(conn);
+                sender
+            }
+        };
+        let req = hyper::Request::builder()
+            .uri(format!("/v1/secret/{}", cred.id))
+            .header("host", "upstream")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| BackendError::Internal(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| BackendError::Unavailable(e.to_string()))?
+            .to_bytes();
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sender);
+        Secret::from_bytes(body.to_vec()).map_err(|e| BackendError::Internal(e.to_string()))
+    }
+    async fn store_value(&self, _: &CredentialRef, _: &Secret) -> Result<(), BackendError> {
+        // The upstream already holds the value.
+        Ok(())
+    }
+    async fn delete_value(&self, _: &CredentialRef) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported("read-only upstream".into()))
+    }
+    async fn health(&self) -> Result<String, BackendError> {
+        Ok("upstream".into())
+    }
+}
+
+/// The library's service on its own runtime (2 workers) in its own thread.
+struct InProcess {
+    addr: SocketAddr,
+    admin: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl InProcess {
+    fn start(upstream: SocketAddr, cache: CacheSettings) -> InProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("airlock-svc")
+                .enable_all()
+                .build()
+                .expect("service runtime");
+            rt.block_on(async move {
+                let config = Config::load(
+                    &Overrides {
+                        config: None,
+                        data_dir: Some(data),
+                    },
+                    &|_| None,
+                )
+                .expect("config");
+                let mut runtime = Runtime::open(&config, &|_| None).expect("runtime");
+                runtime
+                    .insert_backend_with_cache(
+                        "upstream",
+                        Arc::new(HttpBackend {
+                            upstream,
+                            pool: Mutex::new(Vec::new()),
+                        }),
+                        cache,
+                    )
+                    .expect("backend");
+                let (admin, boot) =
+                    AdminTokens::bootstrap(runtime.database().clone(), None).expect("admin");
+                let Bootstrap::Generated(token) = boot else {
+                    panic!("new data dir")
+                };
+                let mut server = config.server.clone();
+                server.listen = "127.0.0.1:0".parse().expect("addr");
+                server.rate_limit.requests_per_second = 0.0;
+                let listener = Listener::bind(&server).await.expect("bind");
+                ready_tx
+                    .send((listener.local_addr(), token.expose().to_owned()))
+                    .expect("ready");
+                let service = Service::new(Arc::new(runtime), server, admin).expect("service");
+                serve(service, listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serve");
+            });
+        });
+        let (addr, admin) = ready_rx.recv().expect("service started");
+        InProcess {
+            addr,
+            admin,
+            stop,
+            thread,
+            _dir: dir,
+        }
+    }
+
+    async fn prepare(&self) -> (SocketAddr, String, Vec<String>) {
+        let (key, paths) = setup(
+            self.addr,
+            &self.admin,
+            "bench/token.upstream",
+            "upstream",
+            64,
+        )
+        .await;
+        (self.addr, key, paths)
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
