@@ -87,7 +87,6 @@ pub async fn send(
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("HTTP handshake");
-    tokio::spawn(conn);
     let mut req = Request::builder()
         .method(method)
         .uri(path)
@@ -98,16 +97,25 @@ pub async fn send(
     let req = req
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .expect("valid request");
-    let resp = sender.send_request(req).await.expect("response");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
+    // The connection is driven in this task, not spawned: when the exchange ends the sender
+    // drops and the connection closes before `send` returns, so no idle keep-alive
+    // connection is left for a later graceful shutdown to wait on (a spawned connection
+    // task can sit unpolled while a test blocks its worker thread).
+    let exchange = async move {
+        let resp = sender.send_request(req).await.expect("response");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        drop(sender);
+        (status, headers, body)
+    };
+    let ((status, headers, body), _closed) = tokio::join!(exchange, conn);
     Resp {
         status,
         headers,
