@@ -39,7 +39,8 @@ pub const BATCH_SIZE: usize = 1024;
 /// idle, it sleeps until the next event. It is also the most a management write waits for
 /// its event to be committed, beyond the commit itself.
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(5);
-/// Most rows a query returns (and the default when no limit is given is 100).
+/// Most rows a query returns (the default is 100): bounds the memory and size of one
+/// `/v1/audit` answer however large the table grows.
 pub const MAX_QUERY_LIMIT: u32 = 1_000;
 const DEFAULT_QUERY_LIMIT: u32 = 100;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);

@@ -27,7 +27,8 @@ use crate::catalog::{Credential, NewCredential, WriteOutcome, same_fields};
 use crate::fernet_vault::FERNET;
 use crate::secret::Secret;
 
-/// How long `/v1/backends` waits for each backend's health check.
+/// How long `/v1/backends` and `/readyz` wait for each backend's health check: a hung
+/// backend must not hang the listing or the readiness probe with it.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 type St = State<Arc<ServiceState>>;
