@@ -27,9 +27,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::database::Database;
 use crate::metrics::Metrics;
 
-/// Events queued for the writer before producers wait: about a second of traffic at the
-/// benchmark's rate, a few MiB of memory at most.
-pub const QUEUE_CAPACITY: usize = 16_384;
+/// Events queued for the writer before producers wait: a few seconds of traffic at the
+/// benchmark's rate (so a slow checkpoint fsync on a busy disk does not stall resolutions),
+/// about 20 MiB of memory at most.
+pub const QUEUE_CAPACITY: usize = 65_536;
 /// Most events written in one transaction: bounds how long the writer holds the write
 /// lock.
 pub const BATCH_SIZE: usize = 1024;
