@@ -20,26 +20,28 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::params;
+use rusqlite::{ToSql, params};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::database::Database;
 use crate::metrics::Metrics;
 
-/// Events queued for the writer before producers wait: about a second of traffic at the
-/// benchmark's rate, a few MiB of memory at most.
-pub const QUEUE_CAPACITY: usize = 16_384;
+/// Events queued for the writer before producers wait: a few seconds of traffic at the
+/// benchmark's rate (so a slow checkpoint fsync on a busy disk does not stall resolutions),
+/// about 20 MiB of memory at most.
+pub const QUEUE_CAPACITY: usize = 65_536;
 /// Most events written in one transaction: bounds how long the writer holds the write
 /// lock.
 pub const BATCH_SIZE: usize = 1024;
-/// Pause after each batch. Under load, events queue meanwhile and go out as one
-/// transaction, instead of a commit and a thread wake-up per event (which cost more CPU
-/// than the resolutions themselves); idle, the writer sleeps until the next event. It is
-/// also the most a management write waits for its event to be committed, beyond the
-/// commit itself.
+/// Pause after a batch that emptied the queue. Under load, events queue meanwhile and go
+/// out as one transaction, instead of a commit and a thread wake-up per event (which cost
+/// more CPU than the resolutions themselves); with a backlog the writer does not pause;
+/// idle, it sleeps until the next event. It is also the most a management write waits for
+/// its event to be committed, beyond the commit itself.
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(5);
-/// Most rows a query returns (and the default when no limit is given is 100).
+/// Most rows a query returns (the default is 100): bounds the memory and size of one
+/// `/v1/audit` answer however large the table grows.
 pub const MAX_QUERY_LIMIT: u32 = 1_000;
 const DEFAULT_QUERY_LIMIT: u32 = 100;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -264,6 +266,7 @@ fn writer(
                 next = rx.try_recv().ok();
             }
         }
+        let backlog = events.len() >= BATCH_SIZE;
         if !events.is_empty() {
             match write_batch(&db, &events) {
                 Ok(()) => metrics.audit_event("written", events.len() as u64),
@@ -286,7 +289,10 @@ fn writer(
             last_prune = Some(Instant::now());
             prune(&db, keep);
         }
-        std::thread::sleep(BATCH_INTERVAL);
+        // A full batch means a backlog: write on at once. Otherwise let events gather.
+        if !backlog {
+            std::thread::sleep(BATCH_INTERVAL);
+        }
     }
 }
 
@@ -319,54 +325,86 @@ fn insert_sql(rows: usize) -> String {
 fn write_batch(db: &Database, events: &[Box<AuditEvent>]) -> Result<(), rusqlite::Error> {
     static MULTI: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let multi = MULTI.get_or_init(|| insert_sql(ROWS_PER_INSERT));
+    // The few values that are not already text in the event, made once per row.
+    let derived: Vec<Derived> = events.iter().map(|e| Derived::of(e)).collect();
     let mut conn = db.lock();
     let tx = conn.transaction()?;
-    let mut chunks = events.chunks_exact(ROWS_PER_INSERT);
-    for chunk in chunks.by_ref() {
-        let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(ROWS_PER_INSERT * COLUMNS);
-        for e in chunk {
-            values.extend(row_values(e));
+    let full = events.len() - events.len() % ROWS_PER_INSERT;
+    for start in (0..full).step_by(ROWS_PER_INSERT) {
+        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(ROWS_PER_INSERT * COLUMNS);
+        for (e, d) in events[start..start + ROWS_PER_INSERT]
+            .iter()
+            .zip(&derived[start..start + ROWS_PER_INSERT])
+        {
+            values.extend(row_values(e, d));
         }
         tx.prepare_cached(multi)?
             .execute(rusqlite::params_from_iter(values))?;
     }
-    for e in chunks.remainder() {
-        insert(&tx, e)?;
+    for (e, d) in events[full..].iter().zip(&derived[full..]) {
+        insert_one(&tx, e, d)?;
     }
     tx.commit()
 }
 
-fn row_values(e: &AuditEvent) -> [rusqlite::types::Value; COLUMNS] {
-    use rusqlite::types::Value;
-    let text = |s: &Option<String>| s.clone().map_or(Value::Null, Value::Text);
+/// Column values computed from an event (everything else is bound by reference).
+struct Derived {
+    at: String,
+    latency_us: Option<i64>,
+    client_ip: Option<String>,
+}
+
+impl Derived {
+    fn of(e: &AuditEvent) -> Derived {
+        Derived {
+            at: rfc3339(e.at),
+            latency_us: e
+                .latency
+                .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            client_ip: e.client_ip.map(|ip| ip.to_string()),
+        }
+    }
+}
+
+fn row_values<'a>(e: &'a AuditEvent, d: &'a Derived) -> [&'a dyn ToSql; COLUMNS] {
     [
-        Value::Text(rfc3339(e.at)),
-        Value::Text(e.actor.as_str().to_owned()),
-        text(&e.key_id),
-        text(&e.toolkit),
-        Value::Text(e.action.to_owned()),
-        text(&e.credential_id),
-        text(&e.api_id),
-        text(&e.backend),
-        text(&e.target),
-        Value::Text(e.outcome.clone()),
-        e.status
-            .map_or(Value::Null, |s| Value::Integer(i64::from(s))),
-        e.latency.map_or(Value::Null, |d| {
-            Value::Integer(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        }),
-        e.client_ip
-            .map_or(Value::Null, |ip| Value::Text(ip.to_string())),
-        text(&e.request_id),
+        &d.at,
+        &e.actor,
+        &e.key_id,
+        &e.toolkit,
+        &e.action,
+        &e.credential_id,
+        &e.api_id,
+        &e.backend,
+        &e.target,
+        &e.outcome,
+        &e.status,
+        &d.latency_us,
+        &d.client_ip,
+        &e.request_id,
     ]
 }
 
-fn insert(conn: &rusqlite::Connection, e: &AuditEvent) -> Result<(), rusqlite::Error> {
+impl ToSql for Actor {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+    }
+}
+
+fn insert_one(
+    conn: &rusqlite::Connection,
+    e: &AuditEvent,
+    d: &Derived,
+) -> Result<(), rusqlite::Error> {
     static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let one = ONE.get_or_init(|| insert_sql(1));
     conn.prepare_cached(one)?
-        .execute(rusqlite::params_from_iter(row_values(e)))?;
+        .execute(rusqlite::params_from_iter(row_values(e, d)))?;
     Ok(())
+}
+
+fn insert(conn: &rusqlite::Connection, e: &AuditEvent) -> Result<(), rusqlite::Error> {
+    insert_one(conn, e, &Derived::of(e))
 }
 
 fn log_event(e: &AuditEvent) {

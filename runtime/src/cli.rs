@@ -372,6 +372,7 @@ async fn serve(mut config: Config, listen: Option<SocketAddr>) -> Result<()> {
     let (admin, bootstrap) = AdminTokens::bootstrap(rt.database().clone(), env_token)?;
     let listener = Listener::bind(&config.server).await?;
     let service = Service::new(Arc::new(rt), config.server.clone(), admin)?;
+    let shutdown = shutdown_signal()?;
     let mut out = std::io::stdout().lock();
     match bootstrap {
         Bootstrap::Generated(token) => {
@@ -388,24 +389,23 @@ async fn serve(mut config: Config, listen: Option<SocketAddr>) -> Result<()> {
     writeln!(out, "airlock listening on {}", listener.url())?;
     out.flush()?;
     drop(out);
-    service::serve(service, listener, shutdown_signal()).await?;
+    service::serve(service, listener, shutdown).await?;
     Ok(())
 }
 
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// A future that completes on SIGTERM or SIGINT (Ctrl-C). The handlers are installed
+/// here, before the future is first polled: a SIGTERM that arrives right after the service
+/// announced its address must shut it down gracefully, not kill it.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    })
 }
 
 async fn credentials(rt: &Runtime, cmd: CredentialsCmd) -> Result<()> {

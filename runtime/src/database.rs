@@ -8,6 +8,7 @@
 //! failing.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -121,6 +122,10 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// Read-only connections per database handle: one per core of the machine this is sized
+/// for (two), so each tokio worker can read without waiting for the other.
+const READERS: usize = 2;
+
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE_CAPACITY: usize = 128;
 
@@ -203,11 +208,17 @@ pub enum DatabaseError {
 
 /// A handle on the open database, shared by the catalog and the Fernet vault.
 ///
-/// One connection behind a mutex: every statement is short, and a single connection means
-/// airlock's own components never contend for SQLite's write lock.
+/// One read-write connection behind a mutex: every statement is short, and a single
+/// connection means airlock's own components never contend for SQLite's write lock. The
+/// service's hot read path uses a couple of read-only connections beside it
+/// ([`Database::read`]).
 #[derive(Clone)]
 pub struct Database {
     conn: Arc<Mutex<Connection>>,
+    /// Read-only connections for the service's hot path ([`Database::read`]); empty for a
+    /// [`Database::reopen`]ed handle.
+    readers: Arc<[Mutex<Connection>]>,
+    next_reader: Arc<AtomicUsize>,
     path: PathBuf,
 }
 
@@ -234,6 +245,10 @@ impl Database {
 
     /// Open (creating if needed) the database file at `path` and migrate it.
     pub fn open(path: &Path) -> Result<Database, DatabaseError> {
+        Database::open_with_readers(path, READERS)
+    }
+
+    fn open_with_readers(path: &Path, readers: usize) -> Result<Database, DatabaseError> {
         let open_err = |source| DatabaseError::Open {
             path: path.to_path_buf(),
             source,
@@ -273,10 +288,46 @@ impl Database {
         // after an eviction (rusqlite's default is 16).
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         migrate(&mut conn, path)?;
+        let readers = (0..readers)
+            .map(|_| {
+                let reader = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                reader.busy_timeout(BUSY_TIMEOUT)?;
+                reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<Vec<_>, rusqlite::Error>>()
+            .map_err(open_err)?;
         Ok(Database {
             conn: Arc::new(Mutex::new(conn)),
+            readers: readers.into(),
+            next_reader: Arc::new(AtomicUsize::new(0)),
             path: path.to_path_buf(),
         })
+    }
+
+    /// A read-only connection for a short run of reads (the service's resolution lookups).
+    /// Readers are separate connections, so reads on different threads neither wait for
+    /// each other nor for the shared connection — in particular a thread descheduled while
+    /// holding one lock does not stall every other request behind it. WAL gives each a
+    /// consistent snapshot of committed data. Falls back to the shared connection when the
+    /// handle has no readers.
+    pub fn read(&self) -> MutexGuard<'_, Connection> {
+        let n = self.readers.len();
+        if n == 0 {
+            return self.lock();
+        }
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % n;
+        for i in 0..n {
+            if let Ok(guard) = self.readers[(start + i) % n].try_lock() {
+                return guard;
+            }
+        }
+        self.readers[start]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// A second, independent connection to the same file, for a component that writes
@@ -284,7 +335,7 @@ impl Database {
     /// does: WAL lets the other connection read meanwhile, and SQLite's own locking (with
     /// the busy timeout) orders the two writers.
     pub fn reopen(&self) -> Result<Database, DatabaseError> {
-        Database::open(&self.path)
+        Database::open_with_readers(&self.path, 0)
     }
 
     /// Where the database file is.

@@ -123,7 +123,7 @@ impl ServiceState {
             return self.admin_caller(token).map(|c| (c, None));
         }
         let db = self.runtime.database();
-        let conn = db.lock();
+        let conn = db.read();
         let tx = ReadTransaction::begin(&conn).map_err(|e| ApiError::internal(&e))?;
         let verified = verify_in(tx.conn(), token).map_err(ApiError::from_keys)?;
         let found = match &verified {

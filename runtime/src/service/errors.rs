@@ -17,7 +17,8 @@ use crate::catalog::CatalogError;
 use crate::runtime::RuntimeError;
 use crate::toolkit_keys::ToolkitKeyError;
 
-/// Longest backend-supplied text written to the log per error.
+/// Longest backend-supplied text written to the log per error: a guest that fails with a
+/// megabyte of text cannot flood the operator's log (or smuggle a whole response body in).
 const MAX_LOGGED_DETAIL: usize = 300;
 
 /// An error answer.

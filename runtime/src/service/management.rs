@@ -27,7 +27,8 @@ use crate::catalog::{Credential, NewCredential, WriteOutcome, same_fields};
 use crate::fernet_vault::FERNET;
 use crate::secret::Secret;
 
-/// How long `/v1/backends` waits for each backend's health check.
+/// How long `/v1/backends` and `/readyz` wait for each backend's health check: a hung
+/// backend must not hang the listing or the readiness probe with it.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 type St = State<Arc<ServiceState>>;
@@ -841,7 +842,13 @@ pub async fn list_backends(State(st): St, req: Request) -> Response {
             allowed_outbound: cfg.map(|c| c.allowed_outbound.clone()).unwrap_or_default(),
             allow_private_networks: cfg.is_some_and(|c| c.allow_private_networks),
             limits: cfg.map(|c| limits_json(&c.limits)),
-            isolation: cfg.map(|c| format!("{:?}", c.isolation).to_lowercase()),
+            isolation: cfg.map(|c| {
+                match c.isolation {
+                    crate::config::Isolation::Pooled => "pooled",
+                    crate::config::Isolation::PerCall => "per-call",
+                }
+                .to_owned()
+            }),
             cache,
             bound_credentials: counts.get(name).copied().unwrap_or(0),
         });
