@@ -13,5 +13,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use airlock::backend::{config, http, log, types};
+pub use self::airlock::backend::{config, http, log, types};
 pub use exports::airlock::backend::backend;
