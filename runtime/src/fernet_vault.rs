@@ -87,12 +87,6 @@ impl FernetBackend {
         Ok(n as usize)
     }
 
-    /// Store a token made elsewhere (e.g. by Jentic Mini) after checking that it opens
-    /// with the vault's keys; the credential must already exist in the catalog.
-    pub fn decrypt_token(&self, token: &str) -> Result<Secret, KeyError> {
-        self.keyring.decrypt(token)
-    }
-
     /// Re-encrypt every value (and the canary) under the newest key of `keyring`, in one
     /// transaction. Every value must decrypt with `keyring`; if one does not, nothing is
     /// changed and the error names it.

@@ -42,6 +42,10 @@ pub enum ImportError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(
+        "an import that writes needs an open airlock data directory (only --dry-run may run without one)"
+    )]
+    NoRuntime,
 }
 
 /// Where the Jentic key comes from: an explicit file, `JENTIC_VAULT_KEY`, or the
@@ -281,10 +285,7 @@ impl JenticSource {
             ..ImportReport::default()
         };
         if runtime.is_none() && !dry_run {
-            return Err(ImportError::Runtime(RuntimeError::UnknownBackend {
-                name: "(none)".into(),
-                known: "an open runtime is required to import".into(),
-            }));
+            return Err(ImportError::NoRuntime);
         }
         if let (Some(rt), Some(first)) = (runtime, self.credentials.first()) {
             rt.backend(&first.new.backend)?;
