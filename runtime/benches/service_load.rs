@@ -1,20 +1,21 @@
 //! Load benchmark of `airlock serve` on loopback: resolutions per second and latency
 //! percentiles at 1, 16 and 64 concurrent clients.
 //!
-//! Scenarios:
-//! - `fernet`: the real `airlock` binary (built by cargo for this bench, release profile),
-//!   a separate process, resolving one Fernet credential: every request authenticates a
-//!   toolkit key, checks the binding, reads and decrypts the token and queues an audit
-//!   event.
-//! - `upstream` / `upstream+cache`: the library's service in this process (on its own
-//!   2-thread runtime) with a non-Fernet backend that fetches each value over HTTP from a
-//!   local upstream server (a third runtime) — the shape of a sandboxed Vault backend,
-//!   without the sandbox, which is not part of this crate. Each client resolves its own
+//! Every scenario runs the real `airlock` binary (built by cargo for this bench, release
+//! profile) as a separate process:
+//! - `fernet`: resolving one Fernet credential: every request authenticates a toolkit key,
+//!   checks the binding, reads and decrypts the token and queues an audit event.
+//! - `wasm` / `wasm+cache`: a sandboxed backend — the `minimal` test component
+//!   (`tests/guests/dist/minimal.wasm`, pooled instances, `pool_size = 16`) — that fetches
+//!   each value over HTTP, through the host's outbound policy and client, from a local
+//!   upstream store in this process (its own thread). Each client resolves its own
 //!   credential (64 of them), so single-flight does not merge clients' requests: with the
-//!   cache off every resolution is one upstream round trip; with it on (60 s TTL) nearly
-//!   every one is a hit.
+//!   cache off every resolution is a guest call and an upstream round trip; with it on
+//!   (60 s TTL) nearly every one is a hit that never enters the sandbox.
 //!
-//! Each client is one keep-alive HTTP/1.1 connection sending requests back to back.
+//! Each client is one keep-alive HTTP/1.1 connection sending requests back to back, on a
+//! 2-thread client runtime in this process: on a 2-core machine the load generator and the
+//! service share the cores, so latencies include the generator's own scheduling.
 //! Rate limiting is off and logging is at `warn`: audit rows are still written, audit log
 //! *lines* (at `info`) are not; `BENCH_LOG=info` runs the binary with them. `BENCH_SECONDS`
 //! sets the measured time per row (default 4). Every loop is bounded by that time; every
@@ -26,17 +27,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-
-use airlock::admin_tokens::{AdminTokens, Bootstrap};
-use airlock::config::{Config, Overrides};
-use airlock::service::{Listener, Service, serve};
-use airlock::value_cache::CacheSettings;
-use airlock::{BackendError, CredentialBackend, CredentialRef, Runtime, Secret};
 
 const LEVELS: [usize; 3] = [1, 16, 64];
 const VALUE: &str = "bench-value-0123456789abcdef0123456789abcdef";
@@ -56,49 +50,56 @@ fn main() {
         .expect("client runtime");
     let mut rows = Vec::new();
 
-    // Fernet, through the real binary.
-    let mut server = FernetServer::start();
-    let (addr, key, paths) = client_rt.block_on(server.prepare());
-    let pid = server.child.id();
-    for clients in LEVELS {
-        rows.push(client_rt.block_on(measured(
-            "fernet",
-            addr,
-            &key,
-            &paths,
-            clients,
-            measure,
-            &|| process_cpu(pid),
-        )));
-    }
-    server.stop();
-
-    // A non-Fernet backend with a local upstream, cache off and on.
+    let rate_limit_off = "[server.rate_limit]\nrequests_per_second = 0\n";
     let upstream = Upstream::start();
-    for (label, cache) in [
-        ("upstream", CacheSettings::default()),
+    let minimal =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/dist/minimal.wasm");
+    assert!(
+        minimal.is_file(),
+        "{} is missing: run `make guests` (make bench does)",
+        minimal.display()
+    );
+    let wasm = |cache: &str| {
+        format!(
+            "{rate_limit_off}\n[backends.upstream]\nkind = \"wasm\"\ncomponent = {:?}\n\
+             allowed_outbound = [\"http://{addr}\"]\nallow_private_networks = true\n\
+             pool_size = 16\n{cache}\n[backends.upstream.config]\naddress = \"http://{addr}\"\n",
+            minimal.to_str().expect("UTF-8 path"),
+            addr = upstream.addr,
+        )
+    };
+    let scenarios: [(&'static str, String, &str, usize); 3] = [
+        ("fernet", rate_limit_off.to_owned(), "fernet", 1),
+        ("wasm", wasm(""), "upstream", 64),
         (
-            "upstream+cache",
-            CacheSettings {
-                ttl: Duration::from_secs(60),
-                ..CacheSettings::default()
-            },
+            "wasm+cache",
+            wasm("cache = { ttl_ms = 60000 }\n"),
+            "upstream",
+            64,
         ),
-    ] {
-        let svc = InProcess::start(upstream.addr, cache);
-        let (addr, key, paths) = client_rt.block_on(svc.prepare());
+    ];
+    for (label, config, backend, credentials) in scenarios {
+        let mut server = Server::start(&config);
+        let (key, paths) = client_rt.block_on(setup(
+            server.addr,
+            &server.admin,
+            &format!("bench/token.{backend}"),
+            backend,
+            credentials,
+        ));
+        let pid = server.child.id();
         for clients in LEVELS {
             rows.push(client_rt.block_on(measured(
                 label,
-                addr,
+                server.addr,
                 &key,
                 &paths,
                 clients,
                 measure,
-                &|| threads_cpu("airlock-"),
+                &|| process_cpu(pid),
             )));
         }
-        svc.stop();
+        server.stop();
     }
     upstream.stop();
 
@@ -275,24 +276,6 @@ fn process_cpu(pid: u32) -> Duration {
         .unwrap_or_default()
 }
 
-/// CPU time of this process's threads whose name starts with `prefix`.
-fn threads_cpu(prefix: &str) -> Duration {
-    let mut total = Duration::ZERO;
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return total;
-    };
-    for entry in dir.flatten() {
-        let path = entry.path();
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if comm.trim_end().starts_with(prefix) {
-            total += std::fs::read_to_string(path.join("stat"))
-                .map(|s| stat_cpu(&s))
-                .unwrap_or_default();
-        }
-    }
-    total
-}
-
 async fn connect(addr: SocketAddr) -> SendRequest<Empty<Bytes>> {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let _ = stream.set_nodelay(true);
@@ -390,19 +373,19 @@ async fn setup(
     (KEY.lock().unwrap().take().expect("key issued"), paths)
 }
 
-/// The real binary, Fernet default, rate limits off, logging at warn.
-struct FernetServer {
+/// The real binary with `config` as its `airlock.toml`, logging at warn.
+struct Server {
     child: Child,
     addr: SocketAddr,
     admin: String,
     _dir: tempfile::TempDir,
 }
 
-impl FernetServer {
-    fn start() -> FernetServer {
+impl Server {
+    fn start(config_text: &str) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("airlock.toml");
-        std::fs::write(&config, "[server.rate_limit]\nrequests_per_second = 0\n").expect("config");
+        std::fs::write(&config, config_text).expect("config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
             .current_dir(dir.path())
             .arg("--config")
@@ -423,7 +406,7 @@ impl FernetServer {
             .expect("start airlock serve");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let (mut admin, mut addr) = (String::new(), None);
-        for _ in 0..10 {
+        for _ in 0..20 {
             let Some(Ok(line)) = lines.next() else { break };
             if line.starts_with("at_") {
                 admin = line.trim().to_owned();
@@ -433,17 +416,12 @@ impl FernetServer {
                 break;
             }
         }
-        FernetServer {
+        Server {
             child,
             addr: addr.expect("airlock serve printed its address"),
             admin,
             _dir: dir,
         }
-    }
-
-    async fn prepare(&self) -> (SocketAddr, String, Vec<String>) {
-        let (key, paths) = setup(self.addr, &self.admin, "bench/token.fernet", "fernet", 1).await;
-        (self.addr, key, paths)
     }
 
     fn stop(&mut self) {
@@ -454,7 +432,9 @@ impl FernetServer {
     }
 }
 
-/// A local upstream secret store: answers every GET with the value, on its own runtime.
+/// A local upstream secret store on its own runtime: answers every `GET` (the minimal
+/// guest's `/secret/{id}` and `/health`) with the value, every other method with 204 (a
+/// store: the value is already there).
 struct Upstream {
     addr: SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -485,10 +465,15 @@ impl Upstream {
                     };
                     let _ = stream.set_nodelay(true);
                     tokio::spawn(async move {
-                        let svc = hyper::service::service_fn(|_req| async {
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from_static(VALUE.as_bytes()),
-                            )))
+                        let svc = hyper::service::service_fn(|req| async move {
+                            let mut resp = hyper::Response::new(Full::new(Bytes::from_static(
+                                VALUE.as_bytes(),
+                            )));
+                            if req.method() != hyper::Method::GET {
+                                *resp.status_mut() = hyper::StatusCode::NO_CONTENT;
+                                *resp.body_mut() = Full::new(Bytes::new());
+                            }
+                            Ok::<_, std::convert::Infallible>(resp)
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), svc)
@@ -502,159 +487,6 @@ impl Upstream {
             stop,
             thread,
         }
-    }
-
-    fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.thread.join();
-    }
-}
-
-/// A backend that fetches values from the upstream over HTTP (keep-alive, pooled).
-struct HttpBackend {
-    upstream: SocketAddr,
-    pool: Mutex<Vec<SendRequest<Empty<Bytes>>>>,
-}
-
-#[async_trait]
-impl CredentialBackend for HttpBackend {
-    fn name(&self) -> &str {
-        "upstream"
-    }
-    fn kind(&self) -> &'static str {
-        "http-fake"
-    }
-    async fn get_value(&self, cred: &CredentialRef) -> Result<Secret, BackendError> {
-        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut sender = match pooled {
-            Some(s) if !s.is_closed() => s,
-            _ => {
-                let stream = tokio::net::TcpStream::connect(self.upstream)
-                    .await
-                    .map_err(|e| BackendError::Unavailable(e.to_string()))?;
-                let _ = stream.set_nodelay(true);
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| BackendError::Unavailable(e.to_string()))?;
-                tokio::spawn(conn);
-                sender
-            }
-        };
-        let req = hyper::Request::builder()
-            .uri(format!("/v1/secret/{}", cred.id))
-            .header("host", "upstream")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| BackendError::Internal(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| BackendError::Unavailable(e.to_string()))?
-            .to_bytes();
-        self.pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(sender);
-        Secret::from_bytes(body.to_vec()).map_err(|e| BackendError::Internal(e.to_string()))
-    }
-    async fn store_value(&self, _: &CredentialRef, _: &Secret) -> Result<(), BackendError> {
-        // The upstream already holds the value.
-        Ok(())
-    }
-    async fn delete_value(&self, _: &CredentialRef) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported("read-only upstream".into()))
-    }
-    async fn health(&self) -> Result<String, BackendError> {
-        Ok("upstream".into())
-    }
-}
-
-/// The library's service on its own runtime (2 workers) in its own thread.
-struct InProcess {
-    addr: SocketAddr,
-    admin: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl InProcess {
-    fn start(upstream: SocketAddr, cache: CacheSettings) -> InProcess {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("airlock-svc")
-                .enable_all()
-                .build()
-                .expect("service runtime");
-            rt.block_on(async move {
-                let config = Config::load(
-                    &Overrides {
-                        config: None,
-                        data_dir: Some(data),
-                    },
-                    &|_| None,
-                )
-                .expect("config");
-                let mut runtime = Runtime::open(&config, &|_| None).expect("runtime");
-                runtime
-                    .insert_backend_with_cache(
-                        "upstream",
-                        Arc::new(HttpBackend {
-                            upstream,
-                            pool: Mutex::new(Vec::new()),
-                        }),
-                        cache,
-                    )
-                    .expect("backend");
-                let (admin, boot) =
-                    AdminTokens::bootstrap(runtime.database().clone(), None).expect("admin");
-                let Bootstrap::Generated(token) = boot else {
-                    panic!("new data dir")
-                };
-                let mut server = config.server.clone();
-                server.listen = "127.0.0.1:0".parse().expect("addr");
-                server.rate_limit.requests_per_second = 0.0;
-                let listener = Listener::bind(&server).await.expect("bind");
-                ready_tx
-                    .send((listener.local_addr(), token.expose().to_owned()))
-                    .expect("ready");
-                let service = Service::new(Arc::new(runtime), server, admin).expect("service");
-                serve(service, listener, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-            });
-        });
-        let (addr, admin) = ready_rx.recv().expect("service started");
-        InProcess {
-            addr,
-            admin,
-            stop,
-            thread,
-            _dir: dir,
-        }
-    }
-
-    async fn prepare(&self) -> (SocketAddr, String, Vec<String>) {
-        let (key, paths) = setup(
-            self.addr,
-            &self.admin,
-            "bench/token.upstream",
-            "upstream",
-            64,
-        )
-        .await;
-        (self.addr, key, paths)
     }
 
     fn stop(self) {

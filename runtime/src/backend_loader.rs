@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::config::{BackendConfig, Isolation, LimitsConfig};
 use crate::outbound::client::OutboundClient;
 use crate::outbound::config::{InjectHeader, OutboundConfig};
+use crate::outbound::stats::OutboundStats;
 use crate::references::{self, ReferenceError};
 use crate::sandbox::wasm_backend::DEFAULT_POOL_SIZE;
 use crate::sandbox::{
@@ -101,6 +102,15 @@ pub fn engine(data_dir: &Path) -> Result<Arc<SandboxEngine>, LoadError> {
     .map_err(LoadError::Engine)
 }
 
+/// One configured backend, built.
+pub struct Loaded {
+    pub backend: Arc<WasmBackend>,
+    /// What it was granted, for `airlock backends list`.
+    pub grant: Grant,
+    /// Its outbound capability's counters, for `/metrics`.
+    pub outbound: Arc<OutboundStats>,
+}
+
 /// Build one configured backend. `base_dir` is where relative `${file:…}` paths start.
 pub fn load(
     engine: &Arc<SandboxEngine>,
@@ -108,7 +118,7 @@ pub fn load(
     section: &BackendConfig,
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(WasmBackend, Grant), LoadError> {
+) -> Result<Loaded, LoadError> {
     let file = |path: &str| references::read_file_under(base_dir, path);
     let mut config = BTreeMap::new();
     for (key, value) in &section.config {
@@ -144,6 +154,7 @@ pub fn load(
         backend: name.to_owned(),
         source,
     })?;
+    let outbound_stats = http.stats().clone();
     let pool_size = section
         .pool_size
         .map(|n| n as usize)
@@ -182,7 +193,11 @@ pub fn load(
         limits: limits_view(&limits, &outbound),
         config_keys: keys,
     };
-    Ok((backend, grant))
+    Ok(Loaded {
+        backend: Arc::new(backend),
+        grant,
+        outbound: outbound_stats,
+    })
 }
 
 /// The sandbox limits for a section: the file's values over the sandbox's defaults.

@@ -13,9 +13,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::outbound::stats::{OutboundStats, StatsSnapshot};
+use crate::sandbox::{PoolStats, WasmBackend};
 
 /// Most label sets one family keeps before folding new ones into `other`.
 pub const MAX_SERIES: usize = 2_000;
@@ -38,10 +41,17 @@ pub struct Metrics {
     cache_events: CounterFamily,
     auth_failures: CounterFamily,
     rate_limited: CounterFamily,
-    sandbox_traps: CounterFamily,
-    sandbox_limit_hits: CounterFamily,
-    outbound_denied: CounterFamily,
     audit_events: CounterFamily,
+    /// Sandboxed backends, whose own counters (kept by the sandbox and its outbound
+    /// capability, which know nothing of this registry) are read at each scrape.
+    sandboxes: Mutex<Vec<SandboxProbe>>,
+}
+
+/// Where a sandboxed backend's counters are read from.
+struct SandboxProbe {
+    backend: String,
+    pool: Arc<WasmBackend>,
+    outbound: Arc<OutboundStats>,
 }
 
 impl Default for Metrics {
@@ -96,28 +106,24 @@ impl Metrics {
                 "Requests refused by a toolkit's rate limit, by toolkit.",
                 &["toolkit"],
             ),
-            sandbox_traps: CounterFamily::new(
-                "airlock_sandbox_traps_total",
-                "Sandboxed backend instances that trapped, by backend.",
-                &["backend"],
-            ),
-            sandbox_limit_hits: CounterFamily::new(
-                "airlock_sandbox_limit_hits_total",
-                "Sandbox limits hit, by backend and limit (cpu, memory, wall_time, requests, \
-                 bytes).",
-                &["backend", "limit"],
-            ),
-            outbound_denied: CounterFamily::new(
-                "airlock_outbound_denied_total",
-                "Outbound HTTP requests of sandboxed backends denied by policy, by backend.",
-                &["backend"],
-            ),
             audit_events: CounterFamily::new(
                 "airlock_audit_events_total",
                 "Audit events by result: written, or failed (could not be stored).",
                 &["result"],
             ),
+            sandboxes: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Export the counters of sandboxed backend `name`: its pool's traps and limit hits,
+    /// its outbound requests by result.
+    pub fn watch_sandbox(&self, name: &str, pool: Arc<WasmBackend>, outbound: Arc<OutboundStats>) {
+        let mut list = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+        list.push(SandboxProbe {
+            backend: name.to_owned(),
+            pool,
+            outbound,
+        });
     }
 
     /// One answered HTTP request.
@@ -159,21 +165,6 @@ impl Metrics {
         self.rate_limited.inc(&[toolkit], 1);
     }
 
-    /// For the sandbox: an instance of `backend` trapped.
-    pub fn sandbox_trap(&self, backend: &str) {
-        self.sandbox_traps.inc(&[backend], 1);
-    }
-
-    /// For the sandbox: `backend` hit `limit` (`cpu`, `memory`, `wall_time`, …).
-    pub fn sandbox_limit_hit(&self, backend: &str, limit: &str) {
-        self.sandbox_limit_hits.inc(&[backend, limit], 1);
-    }
-
-    /// For the outbound-HTTP capability: a request of `backend` was denied by policy.
-    pub fn outbound_denied(&self, backend: &str) {
-        self.outbound_denied.inc(&[backend], 1);
-    }
-
     pub fn audit_event(&self, result: &str, n: u64) {
         if n > 0 {
             self.audit_events.inc(&[result], n);
@@ -189,9 +180,6 @@ impl Metrics {
             "airlock_cache_events_total" => &self.cache_events,
             "airlock_auth_failures_total" => &self.auth_failures,
             "airlock_rate_limited_total" => &self.rate_limited,
-            "airlock_sandbox_traps_total" => &self.sandbox_traps,
-            "airlock_sandbox_limit_hits_total" => &self.sandbox_limit_hits,
-            "airlock_outbound_denied_total" => &self.outbound_denied,
             "airlock_audit_events_total" => &self.audit_events,
             _ => return 0,
         };
@@ -216,15 +204,96 @@ impl Metrics {
             &self.cache_events,
             &self.auth_failures,
             &self.rate_limited,
-            &self.sandbox_traps,
-            &self.sandbox_limit_hits,
-            &self.outbound_denied,
             &self.audit_events,
         ] {
             family.render(&mut out);
         }
         self.resolution_duration.render(&mut out);
+        self.render_sandboxes(&mut out);
         out
+    }
+
+    /// The sandbox families, from each watched backend's live counters.
+    fn render_sandboxes(&self, out: &mut String) {
+        let list = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+        let samples: Vec<(String, PoolStats, StatsSnapshot)> = list
+            .iter()
+            .map(|p| {
+                let name = label_key(&["backend"], &[&p.backend]);
+                (name, p.pool.stats(), p.outbound.snapshot())
+            })
+            .collect();
+        drop(list);
+        let mut family = |name: &str, help: &str, rows: &mut dyn FnMut(&mut String)| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            rows(out);
+        };
+        family(
+            "airlock_sandbox_traps_total",
+            "Calls into sandboxed backends that ended in a trap other than a limit (the \
+             instance is discarded), by backend.",
+            &mut |out| {
+                for (b, pool, _) in &samples {
+                    let _ = writeln!(out, "airlock_sandbox_traps_total{{{b}}} {}", pool.traps);
+                }
+            },
+        );
+        family(
+            "airlock_sandbox_limit_hits_total",
+            "Calls into sandboxed backends stopped at a sandbox limit, by backend and limit \
+             (cpu, memory, wall_time, stack, hostcall_data, table).",
+            &mut |out| {
+                for (b, pool, _) in &samples {
+                    for (limit, n) in pool.limit_hits() {
+                        let _ = writeln!(
+                            out,
+                            "airlock_sandbox_limit_hits_total{{{b},limit=\"{limit}\"}} {n}"
+                        );
+                    }
+                }
+            },
+        );
+        family(
+            "airlock_sandbox_instances_total",
+            "Sandbox instances by event: created (ran init), discarded (after a failure).",
+            &mut |out| {
+                for (b, pool, _) in &samples {
+                    for (event, n) in [("created", pool.created), ("discarded", pool.discarded)] {
+                        let _ = writeln!(
+                            out,
+                            "airlock_sandbox_instances_total{{{b},event=\"{event}\"}} {n}"
+                        );
+                    }
+                }
+            },
+        );
+        family(
+            "airlock_outbound_requests_total",
+            "Outbound HTTP requests of sandboxed backends, by backend and result: sent (a \
+             response came back) or why not (denied by policy, blocked_address — the part of \
+             denied refused for its address —, invalid_request, too_large, timeout, \
+             connection, limit_exceeded).",
+            &mut |out| {
+                for (b, _, o) in &samples {
+                    for (result, n) in [
+                        ("sent", o.sent),
+                        ("denied", o.denied),
+                        ("blocked_address", o.blocked_address),
+                        ("invalid_request", o.invalid_request),
+                        ("too_large", o.too_large),
+                        ("timeout", o.timeout),
+                        ("connection", o.connection),
+                        ("limit_exceeded", o.limit_exceeded),
+                    ] {
+                        let _ = writeln!(
+                            out,
+                            "airlock_outbound_requests_total{{{b},result=\"{result}\"}} {n}"
+                        );
+                    }
+                }
+            },
+        );
     }
 }
 

@@ -117,11 +117,13 @@ impl Runtime {
             // One engine per process; created only when a sandboxed backend is configured.
             let engine = backend_loader::engine(&config.data_dir)?;
             for (name, section) in &config.backends {
-                let (backend, grant) =
-                    backend_loader::load(&engine, name, section, &config.base_dir(), env)?;
+                let loaded = backend_loader::load(&engine, name, section, &config.base_dir(), env)?;
+                runtime
+                    .metrics
+                    .watch_sandbox(name, loaded.backend.clone(), loaded.outbound);
                 // Behind the value cache and single-flight its section configures.
-                runtime.insert_backend(name, Arc::new(backend))?;
-                runtime.grants.insert(name.clone(), grant);
+                runtime.insert_backend(name, loaded.backend)?;
+                runtime.grants.insert(name.clone(), loaded.grant);
             }
         }
         runtime.backend(&config.default_backend)?;

@@ -29,7 +29,7 @@ fn hostile() -> Option<(WasmBackend, Arc<FakeStore>)> {
 }
 
 fn limit(message: &str) -> BackendError {
-    BackendError::Unavailable(format!("sandbox limit: {message}"))
+    BackendError::LimitExceeded(format!("sandbox limit: {message}"))
 }
 
 #[tokio::test]

@@ -696,7 +696,7 @@ async fn a_slow_drip_upstream_hits_the_wall_time_limit() {
         let ((result, elapsed), (value, other_took)) = tokio::join!(dripping, answering);
         assert_eq!(
             result,
-            Err(BackendError::Unavailable(
+            Err(BackendError::LimitExceeded(
                 "sandbox limit: wall time 1500 ms exceeded".into()
             )),
             "head {i}"

@@ -809,7 +809,8 @@ async fn operations_endpoints_and_every_documented_route_exists() {
         "airlock_auth_failures_total{status=\"403\",reason=\"not_bound\"} 1",
         "# TYPE airlock_sandbox_traps_total counter",
         "# TYPE airlock_sandbox_limit_hits_total counter",
-        "# TYPE airlock_outbound_denied_total counter",
+        "# TYPE airlock_outbound_requests_total counter",
+        "# TYPE airlock_sandbox_instances_total counter",
         "# TYPE airlock_cache_events_total counter",
         "airlock_http_requests_in_flight 1",
     ] {

@@ -76,6 +76,25 @@ pub struct PoolStats {
     pub discarded: u64,
     /// Instances waiting in the idle list now.
     pub idle: usize,
+    /// Calls that ended in a trap that was not a limit: a guest bug or attack (an
+    /// `unreachable`, a bad memory access, `exit`), each one a discarded instance.
+    pub traps: u64,
+    /// Calls stopped at each sandbox limit, indexed as [`LimitHit::NAMES`].
+    pub limit_hits: [u64; LimitHit::NAMES.len()],
+}
+
+impl PoolStats {
+    /// `(limit name, calls stopped at it)` for every limit.
+    pub fn limit_hits(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        LimitHit::NAMES.iter().copied().zip(self.limit_hits)
+    }
+}
+
+/// What ended a failed call, for [`PoolStats`].
+enum FailureKind {
+    Limit(usize),
+    Trap,
+    Other,
 }
 
 /// One operation on the guest's `backend` export.
@@ -128,6 +147,8 @@ pub(crate) struct InstancePool {
     permits: Semaphore,
     created: AtomicU64,
     discarded: AtomicU64,
+    traps: AtomicU64,
+    limit_hits: [AtomicU64; LimitHit::NAMES.len()],
 }
 
 impl InstancePool {
@@ -149,6 +170,8 @@ impl InstancePool {
             permits: Semaphore::new(pool_size),
             created: AtomicU64::new(0),
             discarded: AtomicU64::new(0),
+            traps: AtomicU64::new(0),
+            limit_hits: Default::default(),
         })
     }
 
@@ -157,6 +180,8 @@ impl InstancePool {
             created: self.created.load(Ordering::Relaxed),
             discarded: self.discarded.load(Ordering::Relaxed),
             idle: self.lock_idle().len(),
+            traps: self.traps.load(Ordering::Relaxed),
+            limit_hits: std::array::from_fn(|i| self.limit_hits[i].load(Ordering::Relaxed)),
         }
     }
 
@@ -208,7 +233,11 @@ impl InstancePool {
         match tokio::time::timeout(limit, bounded).await {
             Ok(result) => result,
             // A checked-out instance was dropped with the future (its lease counts it).
-            Err(_) => Err(LimitHit::WallTime { limit }.into()),
+            Err(_) => {
+                let hit = LimitHit::WallTime { limit };
+                self.limit_hits[hit.index()].fetch_add(1, Ordering::Relaxed);
+                Err(hit.into())
+            }
         }
     }
 
@@ -266,7 +295,16 @@ impl InstancePool {
 
     /// Say why a call into an instance failed (the instance is then dropped).
     fn classify_failure(&self, error: &wasmtime::Error, state: &HostState) -> BackendError {
-        let classified = classify(error, state, self.max_wasm_stack);
+        let (classified, kind) = classify(error, state, self.max_wasm_stack);
+        match kind {
+            FailureKind::Limit(i) => {
+                self.limit_hits[i].fetch_add(1, Ordering::Relaxed);
+            }
+            FailureKind::Trap => {
+                self.traps.fetch_add(1, Ordering::Relaxed);
+            }
+            FailureKind::Other => {}
+        }
         tracing::debug!(backend = %self.template.backend, error = %classified,
             "backend instance discarded");
         classified
@@ -322,43 +360,59 @@ impl Drop for Pending<'_> {
     }
 }
 
-/// The caller-visible error for a failed call into the guest.
-fn classify(error: &wasmtime::Error, state: &HostState, max_wasm_stack: usize) -> BackendError {
+/// The caller-visible error for a failed call into the guest, and what ended it.
+fn classify(
+    error: &wasmtime::Error,
+    state: &HostState,
+    max_wasm_stack: usize,
+) -> (BackendError, FailureKind) {
+    let limit = |hit: &LimitHit| (hit.clone().into(), FailureKind::Limit(hit.index()));
     if let Some(hit) = error.downcast_ref::<LimitHit>() {
-        return hit.clone().into();
+        return limit(hit);
     }
     if let Some(hit) = &state.limiter.hit {
-        return hit.clone().into();
+        return limit(hit);
     }
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {
-            Trap::StackOverflow => LimitHit::Stack {
+            Trap::StackOverflow => limit(&LimitHit::Stack {
                 max_bytes: max_wasm_stack,
-            }
-            .into(),
+            }),
             other => {
                 let text = other.to_string();
                 let text = text.strip_prefix("wasm trap: ").unwrap_or(&text);
-                BackendError::Internal(format!("backend trapped: {text}"))
+                (
+                    BackendError::Internal(format!("backend trapped: {text}")),
+                    FailureKind::Trap,
+                )
             }
         };
     }
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return BackendError::Internal(format!("backend called exit({})", exit.0));
+        return (
+            BackendError::Internal(format!("backend called exit({})", exit.0)),
+            FailureKind::Trap,
+        );
     }
     if error
         .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
         .is_some()
     {
-        return BackendError::Unavailable(format!(
-            "sandbox: no free instance slot: {}",
-            sanitize(&error_chain(error), MAX_ERROR_MESSAGE_BYTES, 0)
-        ));
+        return (
+            BackendError::Unavailable(format!(
+                "sandbox: no free instance slot: {}",
+                sanitize(&error_chain(error), MAX_ERROR_MESSAGE_BYTES, 0)
+            )),
+            FailureKind::Other,
+        );
     }
-    BackendError::Internal(format!(
-        "sandbox: {}",
-        sanitize(&error_chain(error), MAX_ERROR_MESSAGE_BYTES, 0)
-    ))
+    (
+        BackendError::Internal(format!(
+            "sandbox: {}",
+            sanitize(&error_chain(error), MAX_ERROR_MESSAGE_BYTES, 0)
+        )),
+        FailureKind::Trap,
+    )
 }
 
 /// The host's error for a guest's `backend-error`, its message sanitised and capped.

@@ -1,7 +1,7 @@
 //! Per-backend resource limits, and the host-side meters that enforce them.
 //!
 //! Every limit has a safe default and says which attack or failure it stops. A limit hit
-//! during a call ends that call with `BackendError::Unavailable("sandbox limit: …")` naming
+//! during a call ends that call with `BackendError::LimitExceeded("sandbox limit: …")` naming
 //! the limit (`cpu budget`, `memory`, `wall time`, `stack`, `hostcall data`, `table`), and
 //! the instance that hit it is discarded; the request budget is the exception: running out
 //! is reported to the guest as `http-error::limit-exceeded` so it can fail gracefully.
@@ -148,9 +148,41 @@ pub enum LimitHit {
     TableElements { max: usize },
 }
 
+impl LimitHit {
+    /// Every limit's name, in [`LimitHit::index`] order: the `limit` label of
+    /// `airlock_sandbox_limit_hits_total`.
+    pub const NAMES: [&'static str; 6] = [
+        "cpu",
+        "memory",
+        "wall_time",
+        "stack",
+        "hostcall_data",
+        "table",
+    ];
+
+    /// Position of this limit in [`LimitHit::NAMES`].
+    pub fn index(&self) -> usize {
+        match self {
+            LimitHit::CpuBudget { .. } => 0,
+            LimitHit::Memory { .. } => 1,
+            LimitHit::WallTime { .. } => 2,
+            LimitHit::Stack { .. } => 3,
+            LimitHit::HostcallData { .. } => 4,
+            LimitHit::TableElements { .. } => 5,
+        }
+    }
+
+    /// The limit's short name (`cpu`, `memory`, `wall_time`, …).
+    pub fn name(&self) -> &'static str {
+        Self::NAMES[self.index()]
+    }
+}
+
+/// A limit hit is the host stopping the guest, not the guest failing: the service answers
+/// it as `sandbox_limit` (504), apart from an unavailable upstream.
 impl From<LimitHit> for BackendError {
     fn from(hit: LimitHit) -> Self {
-        BackendError::Unavailable(format!("sandbox limit: {hit}"))
+        BackendError::LimitExceeded(format!("sandbox limit: {hit}"))
     }
 }
 
@@ -303,7 +335,7 @@ mod tests {
                 budget: limits.cpu_budget
             })
             .to_string(),
-            "backend unavailable (retryable): sandbox limit: cpu budget 200 ms exhausted"
+            "backend stopped at a limit: sandbox limit: cpu budget 200 ms exhausted"
         );
         assert_eq!(
             LimitHit::Memory {

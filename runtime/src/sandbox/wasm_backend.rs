@@ -4,7 +4,7 @@
 //! - A backend is built only from a component that passed the pin check, the import policy
 //!   and linking ([`WasmBackend::new`] fails otherwise, naming the reason).
 //! - Every operation runs on an instance of this backend alone, within its limits; a limit
-//!   hit becomes `BackendError::Unavailable("sandbox limit: …")` naming the limit.
+//!   hit becomes `BackendError::LimitExceeded("sandbox limit: …")` naming the limit.
 //! - Values cross the boundary as [`Secret`]s: the guest's string is moved into a `Secret`
 //!   at once (zeroed on drop) and is never formatted into a log line or an error.
 //! - A guest's `get-values` answer of the wrong length is rejected whole: no result is
