@@ -104,7 +104,7 @@ macro_rules! credential_columns {
     };
 }
 
-const CREDENTIAL_COLUMNS: &str = credential_columns!();
+pub(crate) const CREDENTIAL_COLUMNS: &str = credential_columns!();
 
 impl Catalog {
     pub fn new(db: Database) -> Catalog {
@@ -530,7 +530,12 @@ fn get_credential_in(
 }
 
 fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<Credential> {
-    let attributes: String = row.get(8)?;
+    credential_from_row_at(row, 0)
+}
+
+/// A credential from the [`CREDENTIAL_COLUMNS`] of a row, starting at column `base`.
+pub(crate) fn credential_from_row_at(row: &Row<'_>, base: usize) -> rusqlite::Result<Credential> {
+    let attributes: String = row.get(base + 8)?;
     // The CHECK constraint guarantees a JSON object; a row edited by hand that somehow is
     // not one reads as empty rather than failing every listing.
     let attributes = match serde_json::from_str(&attributes) {
@@ -538,17 +543,17 @@ fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<Credential> {
         _ => Map::new(),
     };
     Ok(Credential {
-        id: row.get(0)?,
-        label: row.get(1)?,
-        api_id: row.get(2)?,
-        auth_type: row.get(3)?,
-        identity: row.get(4)?,
-        backend: row.get(5)?,
-        locator: row.get(6)?,
-        description: row.get(7)?,
+        id: row.get(base)?,
+        label: row.get(base + 1)?,
+        api_id: row.get(base + 2)?,
+        auth_type: row.get(base + 3)?,
+        identity: row.get(base + 4)?,
+        backend: row.get(base + 5)?,
+        locator: row.get(base + 6)?,
+        description: row.get(base + 7)?,
         attributes,
-        created_at: row.get(9)?,
-        updated_at: row.get(10)?,
+        created_at: row.get(base + 9)?,
+        updated_at: row.get(base + 10)?,
     })
 }
 

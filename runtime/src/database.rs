@@ -129,43 +129,6 @@ const READERS: usize = 2;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE_CAPACITY: usize = 128;
 
-/// A read transaction on a connection the caller holds: several lookups see one snapshot
-/// and take SQLite's locks once instead of once per statement. BEGIN and COMMIT are
-/// cached statements (rusqlite's `Transaction` re-parses them on every use). Rolled back
-/// if dropped without [`ReadTransaction::commit`].
-pub struct ReadTransaction<'c> {
-    conn: &'c Connection,
-    done: bool,
-}
-
-impl<'c> ReadTransaction<'c> {
-    pub fn begin(conn: &'c Connection) -> rusqlite::Result<ReadTransaction<'c>> {
-        conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
-        Ok(ReadTransaction { conn, done: false })
-    }
-
-    pub fn conn(&self) -> &Connection {
-        self.conn
-    }
-
-    pub fn commit(mut self) -> rusqlite::Result<()> {
-        self.done = true;
-        self.conn.prepare_cached("COMMIT")?.execute([])?;
-        Ok(())
-    }
-}
-
-impl Drop for ReadTransaction<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = self
-                .conn
-                .prepare_cached("ROLLBACK")
-                .and_then(|mut s| s.execute([]));
-        }
-    }
-}
-
 /// The SQL expression for "now" used in every timestamp column (UTC, RFC 3339, ms).
 pub const NOW_SQL: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
@@ -441,13 +404,10 @@ mod tests {
             tx.commit().unwrap();
         }
         writer.join().unwrap();
-        let conn = a.lock();
-        let read = ReadTransaction::begin(&conn).unwrap();
-        let n: i64 = read
-            .conn()
+        let n: i64 = a
+            .read()
             .query_row("SELECT count(*) FROM toolkits", [], |r| r.get(0))
             .unwrap();
-        read.commit().unwrap();
         assert_eq!(n, 401);
     }
 

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod rate_limit;
 pub mod references;
+pub mod resolution_read;
 pub mod runtime;
 pub mod sandbox;
 pub mod secret;

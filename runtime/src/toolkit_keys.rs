@@ -132,7 +132,7 @@ macro_rules! key_columns {
     };
 }
 
-const KEY_COLUMNS: &str = key_columns!();
+pub(crate) const KEY_COLUMNS: &str = key_columns!();
 
 impl ToolkitKeys {
     pub fn new(db: Database) -> ToolkitKeys {
@@ -271,7 +271,14 @@ pub fn verify_in(
         ))?
         .query_row([id], |r| Ok((key_from_row(r)?, r.get::<_, Vec<u8>>(6)?)))
         .optional()?;
-    Ok(match row {
+    Ok(judge(presented, row))
+}
+
+/// What `presented` is, given the stored key row (and its hash) its public id named:
+/// the hash comparison is constant-time, and a wrong secret is `Unknown`, like an
+/// unknown id.
+pub(crate) fn judge(presented: &str, row: Option<(ToolkitKey, Vec<u8>)>) -> Verified {
+    match row {
         Some((key, hash)) if token::hash_matches(presented, &hash) => {
             if key.is_revoked() {
                 Verified::Revoked(key)
@@ -280,7 +287,7 @@ pub fn verify_in(
             }
         }
         _ => Verified::Unknown,
-    })
+    }
 }
 
 fn get_in(conn: &rusqlite::Connection, id: &str) -> Result<Option<ToolkitKey>, ToolkitKeyError> {
@@ -295,7 +302,12 @@ fn get_in(conn: &rusqlite::Connection, id: &str) -> Result<Option<ToolkitKey>, T
 }
 
 fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ToolkitKey> {
-    let cidrs: String = r.get(3)?;
+    key_from_row_at(r, 0)
+}
+
+/// A key from the [`KEY_COLUMNS`] of a row, starting at column `base`.
+pub(crate) fn key_from_row_at(r: &rusqlite::Row<'_>, base: usize) -> rusqlite::Result<ToolkitKey> {
+    let cidrs: String = r.get(base + 3)?;
     // Rows are written only by `create`, which validated every entry; a hand-edited
     // entry that no longer parses allows nothing rather than everything.
     let allowed_cidrs = match serde_json::from_str::<Vec<String>>(&cidrs) {
@@ -306,12 +318,12 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ToolkitKey> {
         Err(_) => vec![IpNet::from(IpAddr::from([0, 0, 0, 0]))],
     };
     Ok(ToolkitKey {
-        id: r.get(0)?,
-        toolkit: r.get(1)?,
-        label: r.get(2)?,
+        id: r.get(base)?,
+        toolkit: r.get(base + 1)?,
+        label: r.get(base + 2)?,
         allowed_cidrs,
-        created_at: r.get(4)?,
-        revoked_at: r.get(5)?,
+        created_at: r.get(base + 4)?,
+        revoked_at: r.get(base + 5)?,
     })
 }
 

@@ -19,9 +19,9 @@ use axum::http::{HeaderMap, header};
 
 use super::ServiceState;
 use super::errors::ApiError;
-use crate::database::ReadTransaction;
 use crate::rate_limit::Decision;
-use crate::toolkit_keys::{KEY_PREFIX, ToolkitKey, Verified, verify_in};
+use crate::resolution_read::{self, Visible};
+use crate::toolkit_keys::{KEY_PREFIX, ToolkitKey, Verified};
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -109,31 +109,24 @@ impl ServiceState {
         self.admin_caller(token)
     }
 
-    /// [`Self::authenticate`], and for a valid toolkit key also run `lookup` in the same
-    /// SQLite read transaction as the key's own lookup: one lock of the database (and one
-    /// snapshot) for a whole resolution instead of one per query. `lookup` reads only; its
-    /// result is `None` for the admin token.
-    pub fn authenticate_and<T>(
+    /// [`Self::authenticate`] for a resolution of `credential_id`: for a toolkit key, the
+    /// key, the credential (if visible to its toolkit) and its Fernet token come from one
+    /// SQL statement ([`crate::resolution_read`]). Nothing is visible to the admin token.
+    pub fn authenticate_for_resolution(
         &self,
         headers: &HeaderMap,
-        lookup: impl FnOnce(&rusqlite::Connection, &ToolkitKey) -> Result<T, ApiError>,
-    ) -> Result<(Caller, Option<T>), ApiError> {
+        credential_id: &str,
+    ) -> Result<(Caller, Visible), ApiError> {
         let token = self.bearer(headers)?;
         if !token.starts_with(KEY_PREFIX) {
-            return self.admin_caller(token).map(|c| (c, None));
+            return self.admin_caller(token).map(|c| (c, Visible::default()));
         }
-        let db = self.runtime.database();
-        let conn = db.read();
-        let tx = ReadTransaction::begin(&conn).map_err(|e| ApiError::internal(&e))?;
-        let verified = verify_in(tx.conn(), token).map_err(ApiError::from_keys)?;
-        let found = match &verified {
-            Verified::Valid(key) => Some(lookup(tx.conn(), key)?),
-            _ => None,
+        let (verified, visible) = {
+            let conn = self.runtime.database().read();
+            resolution_read::read_in(&conn, token, credential_id)
+                .map_err(|e| ApiError::internal(&e))?
         };
-        tx.commit().map_err(|e| ApiError::internal(&e))?;
-        drop(conn);
-        let caller = self.key_caller(verified)?;
-        Ok((caller, found))
+        Ok((self.key_caller(verified)?, visible))
     }
 
     fn deny(&self, reason: &'static str, message: String) -> ApiError {

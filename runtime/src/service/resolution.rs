@@ -21,8 +21,8 @@ use serde_json::{Map, Value};
 
 use super::errors::ApiError;
 use super::{Ctx, ServiceState, secret_json};
-use crate::catalog::{self, Credential};
-use crate::fernet_vault::{self, FERNET};
+use crate::catalog::Credential;
+use crate::fernet_vault::FERNET;
 use crate::runtime::RuntimeError;
 
 #[derive(Serialize)]
@@ -60,27 +60,13 @@ fn resolved<'a>(c: &'a Credential) -> Resolved<'a> {
     }
 }
 
-/// The credential a key may see, and (for a Fernet credential) its ciphertext, read in
-/// the key's own read transaction.
-type Visible = (Option<Credential>, Option<String>);
-
 pub async fn resolve_value(
     State(st): State<Arc<ServiceState>>,
     id: String,
     req: Request,
 ) -> Response {
     let ctx = Ctx::of(&req);
-    let looked_up = st.authenticate_and(req.headers(), |conn, key| -> Result<Visible, ApiError> {
-        let cred = catalog::get_visible_credential_in(conn, &key.toolkit, &id)
-            .map_err(ApiError::from_catalog)?;
-        let token = match &cred {
-            Some(c) if c.backend == FERNET => fernet_vault::token_in(conn, &c.id)
-                .map_err(|e| ApiError::from_backend(FERNET, &c.id, &e))?,
-            _ => None,
-        };
-        Ok((cred, token))
-    });
-    let (caller, visible) = match looked_up {
+    let (caller, visible) = match st.authenticate_for_resolution(req.headers(), &id) {
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
@@ -89,8 +75,10 @@ pub async fn resolve_value(
     draft.set(|e| e.credential_id = Some(id.clone()));
     let result = async {
         let key = st.require_toolkit(&caller, ctx.client_ip)?;
-        let (cred, token) = visible.unwrap_or_default();
-        let cred = cred.ok_or_else(|| st.not_visible(&key.toolkit, &id))?;
+        let token = visible.token;
+        let cred = visible
+            .credential
+            .ok_or_else(|| st.not_visible(&key.toolkit, &id))?;
         draft.set(|e| {
             e.backend = Some(cred.backend.clone());
             e.api_id = cred.api_id.clone();
