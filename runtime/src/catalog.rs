@@ -485,8 +485,8 @@ impl Catalog {
     }
 }
 
-/// [`Catalog::get_visible_credential`] on a connection the caller holds (so it can share
-/// one read transaction with other lookups).
+/// [`Catalog::get_visible_credential`] on a connection the caller holds. (The service's
+/// resolutions use [`crate::resolution_read`], which must agree with it.)
 pub fn get_visible_credential_in(
     conn: &rusqlite::Connection,
     toolkit: &str,

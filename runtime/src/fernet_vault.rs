@@ -177,8 +177,8 @@ fn check_canary(db: &Database, keyring: &Keyring) -> Result<(), VaultError> {
     }
 }
 
-/// The stored token of credential `id`, on a connection the caller holds (the service reads
-/// it in the same read transaction as the key and the binding).
+/// The stored token of credential `id`, on a connection the caller holds. (The service's
+/// resolutions read it with the key and the binding in [`crate::resolution_read`].)
 pub fn token_in(conn: &rusqlite::Connection, id: &str) -> Result<Option<String>, BackendError> {
     conn.prepare_cached("SELECT token FROM fernet_values WHERE credential_id = ?1")
         .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())

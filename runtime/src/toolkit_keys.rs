@@ -254,8 +254,8 @@ impl ToolkitKeys {
     }
 }
 
-/// [`ToolkitKeys::verify`] on a connection the caller holds (so the lookup can share one
-/// read transaction with the request's other lookups).
+/// [`ToolkitKeys::verify`] on a connection the caller holds. (The service's resolutions
+/// use [`crate::resolution_read`], which must agree with it; its tests check that.)
 pub fn verify_in(
     conn: &rusqlite::Connection,
     presented: &str,
