@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use super::errors::{ApiError, sanitize};
 use super::json::read_json;
-use super::{Caller, Ctx, ServiceState, json_response, respond, secret_json};
+use super::{Caller, Ctx, Draft, ServiceState, json_response, respond, secret_json};
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::backend::CredentialBackend;
 use crate::catalog::{Credential, NewCredential, WriteOutcome, same_fields};
@@ -40,6 +40,25 @@ fn start(st: &ServiceState, req: Request) -> Result<(Ctx, Caller, Parts, Body), 
     let caller = st.authenticate(req.headers())?;
     let (parts, body) = req.into_parts();
     Ok((ctx, caller, parts, body))
+}
+
+/// The frame of every management write: authenticate (a 401 is answered here), open the
+/// audit event for `action`, run `write`, and answer once the event is committed
+/// ([`Draft::finish_durable`]). `write` checks for the admin token itself, after naming
+/// what it acts on, so a refused attempt is audited with its target.
+async fn audited_write(
+    st: &ServiceState,
+    req: Request,
+    action: &'static str,
+    write: impl AsyncFnOnce(&mut Draft, &Caller, Parts, Body) -> Result<Response, ApiError>,
+) -> Response {
+    let (ctx, caller, parts, body) = match start(st, req) {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let mut draft = st.draft(&ctx, &caller, action);
+    let result = write(&mut draft, &caller, parts, body).await;
+    draft.finish_durable(result).await
 }
 
 fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
@@ -185,39 +204,38 @@ impl CredentialBody {
 }
 
 pub async fn create_credential(State(st): St, req: Request) -> Response {
-    let (ctx, caller, parts, body) = match start(&st, req) {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
-    };
-    let mut draft = st.draft(&ctx, &caller, "credential.create");
-    let result = async {
-        st.require_admin(&caller)?;
-        let body: CredentialBody = read_json(&parts.headers, body, limit(&st)).await?;
-        let id = body
-            .id
-            .clone()
-            .ok_or_else(|| ApiError::bad_request("invalid_field", "missing field `id`"))?;
-        draft.set(|e| e.credential_id = Some(id.clone()));
-        let backend = body
-            .backend
-            .clone()
-            .unwrap_or_else(|| st.runtime.default_backend().to_owned());
-        draft.set(|e| e.backend = Some(backend.clone()));
-        st.runtime
-            .backend(&backend)
-            .map_err(|e| ApiError::validation(e.to_string()))?;
-        let created = st
-            .runtime
-            .add_credential(&body.into_new(id, backend))
-            .map_err(ApiError::from_runtime)?;
-        let resp = json_response(StatusCode::CREATED, &credential_view(&created, true));
-        Ok(with_location(
-            resp,
-            &format!("/v1/credentials/{}", encode_path(&created.id)),
-        ))
-    }
-    .await;
-    draft.finish_durable(result).await
+    audited_write(
+        &st,
+        req,
+        "credential.create",
+        async |draft, caller, parts, body| {
+            st.require_admin(caller)?;
+            let body: CredentialBody = read_json(&parts.headers, body, limit(&st)).await?;
+            let id = body
+                .id
+                .clone()
+                .ok_or_else(|| ApiError::bad_request("invalid_field", "missing field `id`"))?;
+            draft.set(|e| e.credential_id = Some(id.clone()));
+            let backend = body
+                .backend
+                .clone()
+                .unwrap_or_else(|| st.runtime.default_backend().to_owned());
+            draft.set(|e| e.backend = Some(backend.clone()));
+            st.runtime
+                .backend(&backend)
+                .map_err(|e| ApiError::validation(e.to_string()))?;
+            let created = st
+                .runtime
+                .add_credential(&body.into_new(id, backend))
+                .map_err(ApiError::from_runtime)?;
+            let resp = json_response(StatusCode::CREATED, &credential_view(&created, true));
+            Ok(with_location(
+                resp,
+                &format!("/v1/credentials/{}", encode_path(&created.id)),
+            ))
+        },
+    )
+    .await
 }
 
 pub async fn get_credential(State(st): St, id: String, req: Request) -> Response {
@@ -255,68 +273,67 @@ pub async fn get_credential(State(st): St, id: String, req: Request) -> Response
 }
 
 pub async fn put_credential(State(st): St, id: String, req: Request) -> Response {
-    let (ctx, caller, parts, body) = match start(&st, req) {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
-    };
-    let mut draft = st.draft(&ctx, &caller, "credential.update");
-    draft.set(|e| e.credential_id = Some(id.clone()));
-    let result = async {
-        st.require_admin(&caller)?;
-        let body: CredentialBody = read_json(&parts.headers, body, limit(&st)).await?;
-        if let Some(body_id) = &body.id
-            && *body_id != id
-        {
-            return Err(ApiError::validation(format!(
-                "the body's id '{body_id}' differs from the path's '{id}'"
-            )));
-        }
-        let existing = match st.runtime.catalog().get_credential(&id) {
-            Ok(c) => Some(c),
-            Err(crate::catalog::CatalogError::NotFound { .. }) => None,
-            Err(e) => return Err(ApiError::from_catalog(e)),
-        };
-        let backend = match (&existing, &body.backend) {
-            (Some(old), Some(new)) if old.backend != *new => {
-                return Err(ApiError::conflict(format!(
-                    "credential '{id}' is held by backend '{}'; moving it to '{new}' is not \
-                     supported (remove it and create it again)",
-                    old.backend
+    audited_write(
+        &st,
+        req,
+        "credential.update",
+        async |draft, caller, parts, body| {
+            draft.set(|e| e.credential_id = Some(id.clone()));
+            st.require_admin(caller)?;
+            let body: CredentialBody = read_json(&parts.headers, body, limit(&st)).await?;
+            if let Some(body_id) = &body.id
+                && *body_id != id
+            {
+                return Err(ApiError::validation(format!(
+                    "the body's id '{body_id}' differs from the path's '{id}'"
                 )));
             }
-            (Some(old), _) => old.backend.clone(),
-            (None, Some(new)) => new.clone(),
-            (None, None) => st.runtime.default_backend().to_owned(),
-        };
-        draft.set(|e| e.backend = Some(backend.clone()));
-        st.runtime
-            .backend(&backend)
-            .map_err(|e| ApiError::validation(e.to_string()))?;
-        let new = body.into_new(id.clone(), backend);
-        if existing.is_none() {
-            draft.set(|e| e.action = "credential.create");
-        } else if existing.as_ref().is_some_and(|old| same_fields(old, &new)) {
-            draft.set(|e| e.outcome = "unchanged".into());
-        }
-        let outcome = st
-            .runtime
-            .catalog()
-            .upsert_credential(&new)
-            .map_err(ApiError::from_catalog)?;
-        let cred = st
-            .runtime
-            .catalog()
-            .get_credential(&id)
-            .map_err(ApiError::from_catalog)?;
-        let status = if outcome == WriteOutcome::Inserted {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        Ok(json_response(status, &credential_view(&cred, true)))
-    }
-    .await;
-    draft.finish_durable(result).await
+            let existing = match st.runtime.catalog().get_credential(&id) {
+                Ok(c) => Some(c),
+                Err(crate::catalog::CatalogError::NotFound { .. }) => None,
+                Err(e) => return Err(ApiError::from_catalog(e)),
+            };
+            let backend = match (&existing, &body.backend) {
+                (Some(old), Some(new)) if old.backend != *new => {
+                    return Err(ApiError::conflict(format!(
+                        "credential '{id}' is held by backend '{}'; moving it to '{new}' is not \
+                     supported (remove it and create it again)",
+                        old.backend
+                    )));
+                }
+                (Some(old), _) => old.backend.clone(),
+                (None, Some(new)) => new.clone(),
+                (None, None) => st.runtime.default_backend().to_owned(),
+            };
+            draft.set(|e| e.backend = Some(backend.clone()));
+            st.runtime
+                .backend(&backend)
+                .map_err(|e| ApiError::validation(e.to_string()))?;
+            let new = body.into_new(id.clone(), backend);
+            if existing.is_none() {
+                draft.set(|e| e.action = "credential.create");
+            } else if existing.as_ref().is_some_and(|old| same_fields(old, &new)) {
+                draft.set(|e| e.outcome = "unchanged".into());
+            }
+            let outcome = st
+                .runtime
+                .catalog()
+                .upsert_credential(&new)
+                .map_err(ApiError::from_catalog)?;
+            let cred = st
+                .runtime
+                .catalog()
+                .get_credential(&id)
+                .map_err(ApiError::from_catalog)?;
+            let status = if outcome == WriteOutcome::Inserted {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json_response(status, &credential_view(&cred, true)))
+        },
+    )
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -329,25 +346,24 @@ pub struct DeleteCredentialQuery {
 
 pub async fn delete_credential(State(st): St, id: String, req: Request) -> Response {
     let q = Query::<DeleteCredentialQuery>::try_from_uri(req.uri());
-    let (ctx, caller, _, _) = match start(&st, req) {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
-    };
-    let mut draft = st.draft(&ctx, &caller, "credential.delete");
-    draft.set(|e| e.credential_id = Some(id.clone()));
-    let result = async {
-        st.require_admin(&caller)?;
-        let q = query(q)?;
-        let removed = st
-            .runtime
-            .remove_credential(&id, q.delete_value)
-            .await
-            .map_err(ApiError::from_runtime)?;
-        draft.set(|e| e.backend = Some(removed.backend.clone()));
-        Ok(no_content())
-    }
-    .await;
-    draft.finish_durable(result).await
+    audited_write(
+        &st,
+        req,
+        "credential.delete",
+        async |draft, caller, _, _| {
+            draft.set(|e| e.credential_id = Some(id.clone()));
+            st.require_admin(caller)?;
+            let q = query(q)?;
+            let removed = st
+                .runtime
+                .remove_credential(&id, q.delete_value)
+                .await
+                .map_err(ApiError::from_runtime)?;
+            draft.set(|e| e.backend = Some(removed.backend.clone()));
+            Ok(no_content())
+        },
+    )
+    .await
 }
 
 /// `{"value": "…"}`: the value is a [`Secret`] from the moment it is parsed.
@@ -369,50 +385,48 @@ impl<'de> Deserialize<'de> for SecretField {
 }
 
 pub async fn put_value(State(st): St, id: String, req: Request) -> Response {
-    let (ctx, caller, parts, body) = match start(&st, req) {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
-    };
-    let mut draft = st.draft(&ctx, &caller, "credential.store_value");
-    draft.set(|e| e.credential_id = Some(id.clone()));
-    let result = async {
-        st.require_admin(&caller)?;
-        let cred = st
-            .runtime
-            .catalog()
-            .get_credential(&id)
-            .map_err(ApiError::from_catalog)?;
-        draft.set(|e| e.backend = Some(cred.backend.clone()));
-        let body: ValueBody = read_json(&parts.headers, body, limit(&st)).await?;
-        st.runtime
-            .store_value(&id, &body.value.0)
-            .await
-            .map_err(ApiError::from_runtime)?;
-        Ok(no_content())
-    }
-    .await;
-    draft.finish_durable(result).await
+    audited_write(
+        &st,
+        req,
+        "credential.store_value",
+        async |draft, caller, parts, body| {
+            draft.set(|e| e.credential_id = Some(id.clone()));
+            st.require_admin(caller)?;
+            let cred = st
+                .runtime
+                .catalog()
+                .get_credential(&id)
+                .map_err(ApiError::from_catalog)?;
+            draft.set(|e| e.backend = Some(cred.backend.clone()));
+            let body: ValueBody = read_json(&parts.headers, body, limit(&st)).await?;
+            st.runtime
+                .store_value(&id, &body.value.0)
+                .await
+                .map_err(ApiError::from_runtime)?;
+            Ok(no_content())
+        },
+    )
+    .await
 }
 
 pub async fn delete_value(State(st): St, id: String, req: Request) -> Response {
-    let (ctx, caller, _, _) = match start(&st, req) {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
-    };
-    let mut draft = st.draft(&ctx, &caller, "credential.delete_value");
-    draft.set(|e| e.credential_id = Some(id.clone()));
-    let result = async {
-        st.require_admin(&caller)?;
-        let cred = st
-            .runtime
-            .delete_value(&id)
-            .await
-            .map_err(ApiError::from_runtime)?;
-        draft.set(|e| e.backend = Some(cred.backend));
-        Ok(no_content())
-    }
-    .await;
-    draft.finish_durable(result).await
+    audited_write(
+        &st,
+        req,
+        "credential.delete_value",
+        async |draft, caller, _, _| {
+            draft.set(|e| e.credential_id = Some(id.clone()));
+            st.require_admin(caller)?;
+            let cred = st
+                .runtime
+                .delete_value(&id)
+                .await
+                .map_err(ApiError::from_runtime)?;
+            draft.set(|e| e.backend = Some(cred.backend));
+            Ok(no_content())
+        },
+    )
+    .await
 }
 
 // ---- toolkits -------------------------------------------------------------------------
@@ -454,31 +468,30 @@ pub struct ToolkitBody {
 }
 
 pub async fn create_toolkit(State(st): St, req: Request) -> Response {
-    let (ctx, caller, parts, body) = match start(&st, req) {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
-    };
-    let mut draft = st.draft(&ctx, &caller, "toolkit.create");
-    let result = async {
-        st.require_admin(&caller)?;
-        let body: ToolkitBody = read_json(&parts.headers, body, limit(&st)).await?;
-        let id = body
-            .id
-            .ok_or_else(|| ApiError::bad_request("invalid_field", "missing field `id`"))?;
-        draft.set(|e| e.target = Some(id.clone()));
-        let name = body.name.unwrap_or_else(|| id.clone());
-        let tk = st
-            .runtime
-            .catalog()
-            .add_toolkit(&id, &name, body.description.as_deref())
-            .map_err(ApiError::from_catalog)?;
-        Ok(with_location(
-            json_response(StatusCode::CREATED, &tk),
-            &format!("/v1/toolkits/{}", encode_path(&tk.id).replace('/', "%2F")),
-        ))
-    }
-    .await;
-    draft.finish_durable(result).await
+    audited_write(
+        &st,
+        req,
+        "toolkit.create",
+        async |draft, caller, parts, body| {
+            st.require_admin(caller)?;
+            let body: ToolkitBody = read_json(&parts.headers, body, limit(&st)).await?;
+            let id = body
+                .id
+                .ok_or_else(|| ApiError::bad_request("invalid_field", "missing field `id`"))?;
+            draft.set(|e| e.target = Some(id.clone()));
+            let name = body.name.unwrap_or_else(|| id.clone());
+            let tk = st
+                .runtime
+                .catalog()
+                .add_toolkit(&id, &name, body.description.as_deref())
+                .map_err(ApiError::from_catalog)?;
+            Ok(with_location(
+                json_response(StatusCode::CREATED, &tk),
+                &format!("/v1/toolkits/{}", encode_path(&tk.id).replace('/', "%2F")),
+            ))
+        },
+    )
+    .await
 }
 
 pub async fn get_toolkit(
@@ -502,48 +515,47 @@ pub async fn put_toolkit(
     p: Result<Path<String>, PathRejection>,
     req: Request,
 ) -> Response {
-    let (ctx, caller, parts, body) = match start(&st, req) {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
-    };
-    let mut draft = st.draft(&ctx, &caller, "toolkit.update");
-    let result = async {
-        let id = path(p)?;
-        draft.set(|e| e.target = Some(id.clone()));
-        st.require_admin(&caller)?;
-        let body: ToolkitBody = read_json(&parts.headers, body, limit(&st)).await?;
-        if let Some(body_id) = &body.id
-            && *body_id != id
-        {
-            return Err(ApiError::validation(format!(
-                "the body's id '{body_id}' differs from the path's '{id}'"
-            )));
-        }
-        let name = body.name.unwrap_or_else(|| id.clone());
-        let outcome = st
-            .runtime
-            .catalog()
-            .upsert_toolkit(&id, &name, body.description.as_deref(), true)
-            .map_err(ApiError::from_catalog)?;
-        match outcome {
-            WriteOutcome::Inserted => draft.set(|e| e.action = "toolkit.create"),
-            WriteOutcome::Unchanged => draft.set(|e| e.outcome = "unchanged".into()),
-            WriteOutcome::Updated => {}
-        }
-        let tk = st
-            .runtime
-            .catalog()
-            .get_toolkit(&id)
-            .map_err(ApiError::from_catalog)?;
-        let status = if outcome == WriteOutcome::Inserted {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        Ok(json_response(status, &tk))
-    }
-    .await;
-    draft.finish_durable(result).await
+    audited_write(
+        &st,
+        req,
+        "toolkit.update",
+        async |draft, caller, parts, body| {
+            let id = path(p)?;
+            draft.set(|e| e.target = Some(id.clone()));
+            st.require_admin(caller)?;
+            let body: ToolkitBody = read_json(&parts.headers, body, limit(&st)).await?;
+            if let Some(body_id) = &body.id
+                && *body_id != id
+            {
+                return Err(ApiError::validation(format!(
+                    "the body's id '{body_id}' differs from the path's '{id}'"
+                )));
+            }
+            let name = body.name.unwrap_or_else(|| id.clone());
+            let outcome = st
+                .runtime
+                .catalog()
+                .upsert_toolkit(&id, &name, body.description.as_deref(), true)
+                .map_err(ApiError::from_catalog)?;
+            match outcome {
+                WriteOutcome::Inserted => draft.set(|e| e.action = "toolkit.create"),
+                WriteOutcome::Unchanged => draft.set(|e| e.outcome = "unchanged".into()),
+                WriteOutcome::Updated => {}
+            }
+            let tk = st
+                .runtime
+                .catalog()
+                .get_toolkit(&id)
+                .map_err(ApiError::from_catalog)?;
+            let status = if outcome == WriteOutcome::Inserted {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json_response(status, &tk))
+        },
+    )
+    .await
 }
 
 pub async fn delete_toolkit(
@@ -551,23 +563,17 @@ pub async fn delete_toolkit(
     p: Result<Path<String>, PathRejection>,
     req: Request,
 ) -> Response {
-    let (ctx, caller, _, _) = match start(&st, req) {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
-    };
-    let mut draft = st.draft(&ctx, &caller, "toolkit.delete");
-    let result = async {
+    audited_write(&st, req, "toolkit.delete", async |draft, caller, _, _| {
         let id = path(p)?;
         draft.set(|e| e.target = Some(id.clone()));
-        st.require_admin(&caller)?;
+        st.require_admin(caller)?;
         st.runtime
             .catalog()
             .remove_toolkit(&id)
             .map_err(ApiError::from_catalog)?;
         Ok(no_content())
-    }
-    .await;
-    draft.finish_durable(result).await
+    })
+    .await
 }
 
 pub async fn list_toolkit_credentials(
@@ -600,18 +606,13 @@ pub async fn bind(
     p: Result<Path<(String, String)>, PathRejection>,
     req: Request,
 ) -> Response {
-    let (ctx, caller, _, _) = match start(&st, req) {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
-    };
-    let mut draft = st.draft(&ctx, &caller, "binding.create");
-    let result = async {
+    audited_write(&st, req, "binding.create", async |draft, caller, _, _| {
         let (toolkit, credential) = path(p)?;
         draft.set(|e| {
             e.target = Some(toolkit.clone());
             e.credential_id = Some(credential.clone());
         });
-        st.require_admin(&caller)?;
+        st.require_admin(caller)?;
         let outcome = st
             .runtime
             .catalog()
@@ -630,9 +631,8 @@ pub async fn bind(
                 credential: &credential,
             },
         ))
-    }
-    .await;
-    draft.finish_durable(result).await
+    })
+    .await
 }
 
 pub async fn unbind(
@@ -640,26 +640,20 @@ pub async fn unbind(
     p: Result<Path<(String, String)>, PathRejection>,
     req: Request,
 ) -> Response {
-    let (ctx, caller, _, _) = match start(&st, req) {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
-    };
-    let mut draft = st.draft(&ctx, &caller, "binding.delete");
-    let result = async {
+    audited_write(&st, req, "binding.delete", async |draft, caller, _, _| {
         let (toolkit, credential) = path(p)?;
         draft.set(|e| {
             e.target = Some(toolkit.clone());
             e.credential_id = Some(credential.clone());
         });
-        st.require_admin(&caller)?;
+        st.require_admin(caller)?;
         st.runtime
             .catalog()
             .unbind(&toolkit, &credential)
             .map_err(ApiError::from_catalog)?;
         Ok(no_content())
-    }
-    .await;
-    draft.finish_durable(result).await
+    })
+    .await
 }
 
 pub async fn list_bindings(State(st): St, req: Request) -> Response {
@@ -714,39 +708,38 @@ pub async fn create_key(
     p: Result<Path<String>, PathRejection>,
     req: Request,
 ) -> Response {
-    let (ctx, caller, parts, body) = match start(&st, req) {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
-    };
-    let mut draft = st.draft(&ctx, &caller, "key.create");
-    let result = async {
-        let toolkit = path(p)?;
-        draft.set(|e| e.target = Some(toolkit.clone()));
-        st.require_admin(&caller)?;
-        let body: KeyBody = read_json(&parts.headers, body, limit(&st)).await?;
-        let created = st
-            .keys
-            .create(&toolkit, body.label.as_deref(), &body.allowed_cidrs)
-            .map_err(ApiError::from_keys)?;
-        draft.set(|e| e.target = Some(format!("{toolkit}/{}", created.key.id)));
-        #[derive(Serialize)]
-        struct Created<'a> {
-            #[serde(flatten)]
-            meta: &'a crate::toolkit_keys::ToolkitKey,
-            /// The key itself: shown only in this response.
-            key: &'a str,
-        }
-        Ok(secret_json(
-            StatusCode::CREATED,
-            &Created {
-                meta: &created.key,
-                key: created.secret.expose(),
-            },
-            created.secret.len(),
-        ))
-    }
-    .await;
-    draft.finish_durable(result).await
+    audited_write(
+        &st,
+        req,
+        "key.create",
+        async |draft, caller, parts, body| {
+            let toolkit = path(p)?;
+            draft.set(|e| e.target = Some(toolkit.clone()));
+            st.require_admin(caller)?;
+            let body: KeyBody = read_json(&parts.headers, body, limit(&st)).await?;
+            let created = st
+                .keys
+                .create(&toolkit, body.label.as_deref(), &body.allowed_cidrs)
+                .map_err(ApiError::from_keys)?;
+            draft.set(|e| e.target = Some(format!("{toolkit}/{}", created.key.id)));
+            #[derive(Serialize)]
+            struct Created<'a> {
+                #[serde(flatten)]
+                meta: &'a crate::toolkit_keys::ToolkitKey,
+                /// The key itself: shown only in this response.
+                key: &'a str,
+            }
+            Ok(secret_json(
+                StatusCode::CREATED,
+                &Created {
+                    meta: &created.key,
+                    key: created.secret.expose(),
+                },
+                created.secret.len(),
+            ))
+        },
+    )
+    .await
 }
 
 pub async fn revoke_key(
@@ -754,15 +747,10 @@ pub async fn revoke_key(
     p: Result<Path<(String, String)>, PathRejection>,
     req: Request,
 ) -> Response {
-    let (ctx, caller, _, _) = match start(&st, req) {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
-    };
-    let mut draft = st.draft(&ctx, &caller, "key.revoke");
-    let result = async {
+    audited_write(&st, req, "key.revoke", async |draft, caller, _, _| {
         let (toolkit, key_id) = path(p)?;
         draft.set(|e| e.target = Some(format!("{toolkit}/{key_id}")));
-        st.require_admin(&caller)?;
+        st.require_admin(caller)?;
         let key = st.keys.get(&key_id).map_err(ApiError::from_keys)?;
         if key.toolkit != toolkit {
             return Err(ApiError::not_found(format!(
@@ -774,9 +762,8 @@ pub async fn revoke_key(
             draft.set(|e| e.outcome = "unchanged".into());
         }
         Ok(no_content())
-    }
-    .await;
-    draft.finish_durable(result).await
+    })
+    .await
 }
 
 // ---- backends and audit ---------------------------------------------------------------
