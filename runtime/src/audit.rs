@@ -474,30 +474,19 @@ pub fn query(db: &Database, q: &AuditQuery) -> Result<Vec<AuditRecord>, AuditErr
         args.push(value);
         sql.push_str(&format!(" AND {clause} ?{}", args.len()));
     };
-    let text = |s: &String| rusqlite::types::Value::Text(s.clone());
-    if let Some(v) = &q.toolkit {
-        filter("toolkit_id =", text(v));
-    }
-    if let Some(v) = &q.credential {
-        filter("credential_id =", text(v));
-    }
-    if let Some(v) = &q.action {
-        filter("action =", text(v));
-    }
-    if let Some(v) = &q.outcome {
-        filter("outcome =", text(v));
-    }
-    if let Some(v) = &q.actor {
-        filter("actor =", text(v));
-    }
-    if let Some(v) = &q.key_id {
-        filter("key_id =", text(v));
-    }
-    if let Some(v) = &q.since {
-        filter("at >=", text(v));
-    }
-    if let Some(v) = &q.until {
-        filter("at <", text(v));
+    for (clause, value) in [
+        ("toolkit_id =", &q.toolkit),
+        ("credential_id =", &q.credential),
+        ("action =", &q.action),
+        ("outcome =", &q.outcome),
+        ("actor =", &q.actor),
+        ("key_id =", &q.key_id),
+        ("at >=", &q.since),
+        ("at <", &q.until),
+    ] {
+        if let Some(v) = value {
+            filter(clause, rusqlite::types::Value::Text(v.clone()));
+        }
     }
     if let Some(v) = q.before_id {
         filter("id <", rusqlite::types::Value::Integer(v));
